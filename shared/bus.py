@@ -1,0 +1,168 @@
+"""The bus: connecting to Redis, idempotent publish, session registry, checkpoints."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import msgspec
+import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
+
+from shared import keys
+from shared.schemas import Event, encode, event_type, is_final
+from shared.settings import BusSettings
+
+_SEQ_PLACEHOLDER = b'"seq":0,'
+
+
+def _script(name: str) -> str:
+    return resources.files("shared").joinpath(name).read_text()
+
+
+def connect(settings: BusSettings) -> aioredis.Redis:
+    """An asyncio Redis client with the timeouts of `settings` (bytes in, bytes out)."""
+    return aioredis.Redis.from_url(
+        settings.redis_url,
+        socket_timeout=settings.socket_timeout_s,
+        socket_connect_timeout=min(settings.socket_timeout_s, 5.0),
+        health_check_interval=30,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class PublishResult:
+    """What the publish script did: `seq` when appended, else why it dropped the event."""
+
+    published: bool
+    seq: int | None = None
+    reason: str | None = None
+    head_revision: int = 0
+
+
+def split_for_seq(event: Event) -> tuple[bytes, bytes]:
+    """Encode `event` with seq 0 and split the JSON where the script splices the real seq."""
+    data = encode(msgspec.structs.replace(event, seq=0))
+    # `seq` is the first field after the tag, so its first occurrence is the top-level
+    # one; a quote inside any JSON string is escaped and cannot match.
+    head, sep, tail = data.partition(_SEQ_PLACEHOLDER)
+    if not sep:
+        raise ValueError("encoded event has no top-level seq field")
+    return head + b'"seq":', b"," + tail
+
+
+class Bus:
+    """Session-scoped operations on Redis shared by every stage and by consumers."""
+
+    def __init__(self, redis: aioredis.Redis, settings: BusSettings) -> None:
+        self.redis = redis
+        self.settings = settings
+        self._publish = redis.register_script(_script("publish.lua"))
+        self._renew = redis.register_script(_script("renew.lua"))
+
+    # --- events ---------------------------------------------------------------------
+
+    async def publish(self, event: Event) -> PublishResult:
+        """Append `event` unless its (id, revision) is not newer than what was published."""
+        if not event.emitted_at:
+            event = msgspec.structs.replace(event, emitted_at=time.time())
+        head, tail = split_for_seq(event)
+        sid = event.session_id
+        raw = await self._publish(
+            keys=[keys.events(sid), keys.heads(sid)],
+            args=[
+                event.id,
+                event.revision,
+                "1" if is_final(event) else "0",
+                event_type(event),
+                head,
+                tail,
+            ],
+        )
+        if int(raw[0]) == 1:
+            return PublishResult(True, seq=int(raw[1]))
+        reason = raw[1].decode() if isinstance(raw[1], bytes) else str(raw[1])
+        return PublishResult(False, reason=reason, head_revision=int(raw[2]))
+
+    async def publish_closing(self, event: Event) -> PublishResult:
+        """Publish an event that closes its id, outranking partials a dead writer published.
+
+        A worker that took a session over counts revisions from its checkpoint; the dead
+        owner may have published more partials for the same id. A final must still land
+        exactly once, so a stale final is re-published once above the current head.
+        """
+        result = await self.publish(event)
+        if not result.published and result.reason == "stale":
+            bumped = _with_revision(event, result.head_revision + 1)
+            result = await self.publish(bumped)
+        return result
+
+    async def head_revision(self, session_id: str, entity_id: str) -> int:
+        """The newest revision published for `entity_id` (0 if none)."""
+        raw = await self.redis.hget(keys.heads(session_id), f"r:{entity_id}")
+        return int(raw) if raw else 0
+
+    async def last_seq(self, session_id: str) -> int:
+        raw = await self.redis.hget(keys.heads(session_id), "_seq")
+        return int(raw) if raw else 0
+
+    async def is_closed(self, session_id: str) -> bool:
+        return bool(await self.redis.hexists(keys.heads(session_id), "_closed"))
+
+    # --- registry ---------------------------------------------------------------------
+
+    async def register_session(self, session_id: str) -> bytes:
+        """Announce a session to every stage (one registry entry, one per session)."""
+        return await self.redis.xadd(keys.registry(), {"session_id": session_id})
+
+    async def ensure_group(self, group: str) -> None:
+        try:
+            # Start at 0, not $: sessions registered before the first worker came up
+            # must still be processed.
+            await self.redis.xgroup_create(keys.registry(), group, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    async def renew_lease(self, group: str, consumer: str, entry_id: bytes | str) -> bool:
+        """Keep a registry entry pending for this worker; False when another took it."""
+        raw = await self._renew(keys=[keys.registry()], args=[group, consumer, entry_id])
+        return int(raw) == 1
+
+    # --- checkpoints and stage completion -----------------------------------------------
+
+    async def load_checkpoint(self, session_id: str, stage: str) -> dict[str, Any] | None:
+        raw = await self.redis.hget(keys.checkpoints(session_id), stage)
+        return msgspec.json.decode(raw) if raw else None
+
+    async def save_checkpoint(self, session_id: str, stage: str, state: dict[str, Any]) -> None:
+        await self.redis.hset(keys.checkpoints(session_id), stage, msgspec.json.encode(state))
+
+    async def finished_stages(self, session_id: str) -> set[str]:
+        members = await self.redis.smembers(keys.finished(session_id))
+        return {m.decode() for m in members}
+
+    async def mark_finished(self, session_id: str, stage: str) -> set[str]:
+        """Record that `stage` is done with the session; returns every finished stage."""
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.sadd(keys.finished(session_id), stage)
+        pipe.smembers(keys.finished(session_id))
+        _, members = await pipe.execute()
+        return {m.decode() for m in members}
+
+    async def expire_session(self, session_id: str) -> None:
+        """Let a finished session's keys expire after the configured TTL."""
+        pipe = self.redis.pipeline(transaction=False)
+        for key in keys.session_keys(session_id):
+            pipe.expire(key, self.settings.session_ttl_s)
+        await pipe.execute()
+
+
+def _with_revision(event: Event, revision: int) -> Event:
+    payload = getattr(event, "payload", None)
+    if payload is not None and hasattr(payload, "revision"):
+        payload = msgspec.structs.replace(payload, revision=revision)
+        return msgspec.structs.replace(event, revision=revision, payload=payload)  # type: ignore[call-arg]
+    return msgspec.structs.replace(event, revision=revision)

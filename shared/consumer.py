@@ -1,0 +1,166 @@
+"""Consumer primitives: read a session's events from any seq, and rebuild state from them."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import msgspec
+import redis.asyncio as aioredis
+
+from shared import keys
+from shared.schemas import (
+    AnalyticsPayload,
+    AnalyticsSnapshot,
+    Done,
+    DonePayload,
+    Error,
+    ErrorPayload,
+    Event,
+    PartialSegment,
+    Ready,
+    SegmentEnriched,
+    SegmentFinalized,
+    Segment,
+    SemanticAnnotation,
+    SemanticUpdate,
+    StreamMeta,
+    Transcript,
+    TranscriptMeta,
+    Turn,
+    TurnUpdated,
+    decode_event,
+    is_final,
+)
+
+
+class UnknownSession(LookupError):
+    """No stream of any kind exists for the session id."""
+
+
+async def session_exists(redis: aioredis.Redis, session_id: str) -> bool:
+    return bool(await redis.exists(keys.events(session_id), keys.inbox(session_id)))
+
+
+async def read_events(
+    redis: aioredis.Redis,
+    session_id: str,
+    *,
+    from_seq: int = 1,
+    follow: bool = False,
+    block_ms: int = 1000,
+    batch: int = 500,
+) -> AsyncIterator[Event]:
+    """Yield the session's events in seq order from `from_seq`; with `follow`, until `done`.
+
+    The stream entry id of an event is `<seq>-0`, so reading from a seq is a range read.
+    """
+    stream = keys.events(session_id)
+    lower = f"{max(from_seq, 1)}-0"
+    last_id: bytes | None = None
+    while True:
+        entries = await redis.xrange(stream, min=lower, max="+", count=batch)
+        for entry_id, fields in entries:
+            last_id = entry_id
+            event = decode_event(fields[b"data"])
+            yield event
+            if follow and isinstance(event, Done):
+                return
+        if entries:
+            lower = "(" + (last_id or b"0-0").decode()
+            continue
+        if not follow:
+            return
+        start = (last_id or f"{max(from_seq, 1) - 1}-0".encode()).decode()
+        # Block shorter than the socket timeout, then loop (STYLE.md).
+        await redis.xread({stream: start}, count=1, block=block_ms)
+
+
+class TranscriptReducer:
+    """Applies events in seq order; an event not newer per (id, revision) is a no-op.
+
+    Applying any prefix of a stream twice leaves the same state as applying it once.
+    """
+
+    def __init__(self, session_id: str) -> None:
+        self.session_id = session_id
+        self.seq = 0
+        self.revisions: dict[str, int] = {}
+        self.closed: set[str] = set()
+        self.segments: dict[str, Segment] = {}
+        self.turns: dict[str, Turn] = {}
+        self.annotations: dict[str, SemanticAnnotation] = {}
+        self.enrichment: dict[str, dict[str, object]] = {}
+        self.analytics: AnalyticsPayload | None = None
+        self.errors: dict[str, ErrorPayload] = {}
+        self.ready: Ready | None = None
+        self.done: DonePayload | None = None
+        self.start_at: float | None = None
+
+    def apply(self, event: Event) -> bool:
+        """Apply one event; returns False when it changed nothing (old or repeated)."""
+        if event.id in self.closed or event.revision <= self.revisions.get(event.id, 0):
+            return False
+        self.revisions[event.id] = event.revision
+        if is_final(event):
+            self.closed.add(event.id)
+        self.seq = max(self.seq, event.seq)
+        match event:
+            case Ready():
+                self.ready = event
+                self.start_at = event.emitted_at
+            case PartialSegment() | SegmentFinalized():
+                self.segments[event.payload.id] = event.payload
+            case SegmentEnriched():
+                self.enrichment[event.payload.segment_id] = event.payload.audio_state
+            case TurnUpdated():
+                self.turns[event.payload.id] = event.payload
+            case SemanticUpdate():
+                self.annotations[event.payload.turn.id] = event.payload
+            case AnalyticsSnapshot():
+                self.analytics = event.payload
+            case Error():
+                self.errors[event.id] = event.payload
+            case Done():
+                self.done = event.payload
+        return True
+
+    def final_segments(self) -> list[Segment]:
+        return sorted(
+            (s for s in self.segments.values() if not s.partial),
+            key=lambda s: (s.start, s.channel or 0),
+        )
+
+    def text(self) -> str:
+        return " ".join(s.text.strip() for s in self.final_segments() if s.text.strip())
+
+    def snapshot(self) -> Transcript:
+        """A Transcript v2 of the current state; unfinished items carry `partial: true`."""
+        segments = []
+        for seg in sorted(self.segments.values(), key=lambda s: (s.start, s.channel or 0)):
+            if not seg.text.strip() and not seg.partial:
+                continue  # a final that closed a noise-only utterance carries no text
+            state = self.enrichment.get(seg.id)
+            segments.append(msgspec.structs.replace(seg, audio_state=state) if state else seg)
+        config = self.ready.payload.config if self.ready else None
+        features = msgspec.structs.asdict(config.features) if config else {}
+        first_final = next((s for s in segments if s.asr is not None), None)
+        return Transcript(
+            text=self.text(),
+            segments=segments,
+            speakers=list(self.analytics.speakers) if self.analytics else [],
+            turns=sorted(self.turns.values(), key=lambda t: t.start),
+            annotations=list(self.annotations.values()),
+            meta=TranscriptMeta(
+                stream=StreamMeta(
+                    session_id=self.session_id,
+                    seq=self.seq,
+                    start_at=self.start_at,
+                    features=features,
+                ),
+                model=first_final.asr.model if first_final and first_final.asr else None,
+                device=first_final.asr.device if first_final and first_final.asr else None,
+                duration_s=self.done.duration_s if self.done else None,
+                complete=self.done is not None,
+                errors=list(self.errors.values()),
+            ),
+        )

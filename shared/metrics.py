@@ -1,0 +1,39 @@
+"""Prometheus metrics shared by every stage (labelled by stage)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+EVENTS_PUBLISHED = Counter(
+    "streamscribe_events_published_total", "Events appended to session streams", ["stage", "type"]
+)
+EVENTS_DROPPED = Counter(
+    "streamscribe_events_dropped_total",
+    "Events the publish script dropped as not newer (replays, coalesced partials)",
+    ["stage", "reason"],
+)
+SESSIONS_ACTIVE = Gauge("streamscribe_sessions_active", "Sessions owned by this worker", ["stage"])
+SESSIONS_CLAIMED = Counter(
+    "streamscribe_sessions_claimed_total", "Sessions taken (new or from a dead worker)", ["stage", "how"]
+)
+SESSIONS_FAILED = Counter(
+    "streamscribe_sessions_failed_total", "Session runs that raised", ["stage", "error"]
+)
+LEASES_LOST = Counter("streamscribe_leases_lost_total", "Sessions another worker took", ["stage"])
+ERRORS_EMITTED = Counter(
+    "streamscribe_error_events_total", "`error` events published", ["stage", "code"]
+)
+DECODE_SECONDS = Histogram(
+    "streamscribe_asr_decode_seconds",
+    "Wall time of one Whisper decode",
+    ["kind"],
+    buckets=(0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0),
+)
+FINAL_LAG_SECONDS = Histogram(
+    "streamscribe_asr_final_lag_seconds",
+    "Audio end of an utterance to its final being published (audio clock of the worker)",
+    buckets=(0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 2.5, 3.0, 5.0, 10.0),
+)
+FRAMES_INGESTED = Counter(
+    "streamscribe_ingest_frames_total", "Producer frames accepted by ingest", ["encoding"]
+)

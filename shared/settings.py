@@ -1,0 +1,145 @@
+"""Typed settings, built once at the edge (CLI / main) from the environment and passed in."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+ENV_PREFIX = "STREAMSCRIBE_"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+@dataclass(frozen=True, slots=True)
+class BusSettings:
+    """How workers talk to Redis and hold sessions."""
+
+    redis_url: str = DEFAULT_REDIS_URL
+    socket_timeout_s: float = 10.0
+    # Every blocking read uses a shorter block than the socket timeout (STYLE.md).
+    block_ms: int = 1000
+    # A session whose registry entry has been idle this long is taken over.
+    claim_min_idle_ms: int = 10_000
+    # Renewal runs several times per min-idle so a live owner never looks dead.
+    renew_interval_ms: int = 2_000
+    max_sessions_per_worker: int = 8
+    session_ttl_s: int = 24 * 3600
+
+
+@dataclass(frozen=True, slots=True)
+class IngestSettings:
+    """Limits and VAD thresholds of the ingest stage."""
+
+    max_frame_bytes: int = 1 << 20
+    min_sample_rate: int = 8000
+    max_sample_rate: int = 48000
+    max_channels: int = 8
+    reorder_window: int = 32
+    vad_threshold: float = 0.5
+    vad_min_silence_ms: int = 400
+    vad_speech_pad_ms: int = 120
+    vad_min_speech_ms: int = 200
+
+
+@dataclass(frozen=True, slots=True)
+class AsrSettings:
+    """Model and streaming policy of the asr stage."""
+
+    model: str = "tiny.en"
+    device: str = "auto"
+    compute_type: str = "auto"
+    cpu_threads: int = 0
+    beam_size: int = 1
+    partial_interval_s: float = 1.0
+    max_utterance_s: float = 15.0
+    max_new_tokens: int = 128
+    no_speech_threshold: float = 0.6
+    log_prob_threshold: float = -1.0
+    compression_ratio_threshold: float = 2.4
+    prompt_chars: int = 200
+
+
+@dataclass(frozen=True, slots=True)
+class ServeSettings:
+    """Health and metrics endpoint of one worker."""
+
+    health_host: str = "0.0.0.0"
+    health_port: int = 0  # 0: no endpoint (tests, embedded `up` picks ports itself)
+    log_level: str = "info"
+    log_json: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything a worker or CLI command needs; build it with `Settings.from_env()`."""
+
+    bus: BusSettings = field(default_factory=BusSettings)
+    ingest: IngestSettings = field(default_factory=IngestSettings)
+    asr: AsrSettings = field(default_factory=AsrSettings)
+    serve: ServeSettings = field(default_factory=ServeSettings)
+    # Stages that must finish a session before `done` is published.
+    pipeline: tuple[str, ...] = ("ingest", "asr")
+    worker_name: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Read STREAMSCRIBE_* variables (e.g. STREAMSCRIBE_REDIS_URL, STREAMSCRIBE_ASR_MODEL)."""
+        env = os.environ if env is None else env
+        groups = {
+            "bus": BusSettings(),
+            "ingest": IngestSettings(),
+            "asr": AsrSettings(),
+            "serve": ServeSettings(),
+        }
+        built: dict[str, Any] = {}
+        for group_name, default in groups.items():
+            values: dict[str, Any] = {}
+            for f in fields(default):
+                # Bus settings read without a group prefix: STREAMSCRIBE_REDIS_URL.
+                prefix = "" if group_name in ("bus", "serve") else f"{group_name.upper()}_"
+                raw = env.get(f"{ENV_PREFIX}{prefix}{f.name.upper()}")
+                if raw is not None:
+                    values[f.name] = _coerce(raw, getattr(default, f.name), f.name)
+            built[group_name] = replace(default, **values)
+        pipeline = env.get(f"{ENV_PREFIX}PIPELINE")
+        if pipeline:
+            built["pipeline"] = tuple(s.strip() for s in pipeline.split(",") if s.strip())
+        if env.get(f"{ENV_PREFIX}WORKER_NAME"):
+            built["worker_name"] = env[f"{ENV_PREFIX}WORKER_NAME"]
+        settings = cls(**built)
+        return settings.with_overrides(**overrides) if overrides else settings
+
+    def with_overrides(self, **overrides: Any) -> Settings:
+        """Return a copy with `group__field=value` or top-level overrides applied."""
+        top: dict[str, Any] = {}
+        nested: dict[str, dict[str, Any]] = {}
+        for key, value in overrides.items():
+            if value is None:
+                continue
+            if "__" in key:
+                group, name = key.split("__", 1)
+                nested.setdefault(group, {})[name] = value
+            else:
+                top[key] = value
+        for group, values in nested.items():
+            top[group] = replace(getattr(self, group), **values)
+        return replace(self, **top)
+
+
+def _coerce(raw: str, default: Any, name: str) -> Any:
+    try:
+        if isinstance(default, bool):
+            if raw.lower() in ("1", "true", "yes", "on"):
+                return True
+            if raw.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(raw)
+        if isinstance(default, int):
+            return int(raw)
+        if isinstance(default, float):
+            return float(raw)
+    except ValueError:
+        raise ValueError(f"setting {name}: cannot read {raw!r} as {type(default).__name__}") from None
+    return raw
