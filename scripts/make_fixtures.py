@@ -95,11 +95,11 @@ CALL_STEREO = Fixture(
     stereo=True,
     lines=[
         ("spk_0", "Hello, support desk, how can I help?"),
-        ("spk_1", "Hi, I am calling about my latest invoice."),
+        ("spk_1", "Hi, I am calling about an invoice."),
         ("spk_0", "Which account was it sent to?"),
         ("spk_1", "It went to our main office."),
         ("spk_0", "I see a duplicate charge on that invoice."),
-        ("spk_1", "Please remove it and send me a new copy."),
+        ("spk_1", "Please remove it and send a new copy."),
     ],
 )
 
