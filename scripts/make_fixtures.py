@@ -34,6 +34,7 @@ import wave
 from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_RATE = 16_000
@@ -99,7 +100,7 @@ CALL_STEREO = Fixture(
         ("spk_0", "Which account was it sent to?"),
         ("spk_1", "It went to our main office."),
         ("spk_0", "I see a duplicate charge on that invoice."),
-        ("spk_1", "Please remove it and send a new copy."),
+        ("spk_1", "Please remove it and send me a new copy."),
     ],
 )
 
@@ -192,10 +193,12 @@ def require_tools() -> None:
 
 
 def run(cmd: list[str]) -> None:
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if proc.returncode != 0:
+        sys.exit(f"command failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stderr}")
 
 
-def read_wav_mono16(path: Path) -> array:
+def read_wav_mono16(path: Path) -> array[int]:
     with wave.open(str(path), "rb") as w:
         if w.getnchannels() != 1 or w.getsampwidth() != 2 or w.getframerate() != SAMPLE_RATE:
             raise RuntimeError(f"unexpected wav format in {path}")
@@ -205,7 +208,7 @@ def read_wav_mono16(path: Path) -> array:
     return data
 
 
-def write_wav16(path: Path, channels: list[array]) -> None:
+def write_wav16(path: Path, channels: list[array[int]]) -> None:
     n = len(channels[0])
     if len(channels) == 1:
         interleaved = array("h", channels[0])
@@ -222,7 +225,7 @@ def write_wav16(path: Path, channels: list[array]) -> None:
         w.writeframes(interleaved.tobytes())
 
 
-def synthesize(text: str, voice: Voice, workdir: Path) -> array:
+def synthesize(text: str, voice: Voice, workdir: Path) -> array[int]:
     """Speak ``text`` and return tight (leading/trailing-silence-trimmed) 16 kHz samples."""
     raw = workdir / "raw.wav"
     clip = workdir / "clip.wav"
@@ -262,9 +265,10 @@ def encode_flac(wav: Path, flac: Path) -> None:
 
 
 def noise_floor(n: int, seed: str) -> list[float]:
-    """Gaussian 'room tone' at NOISE_FLOOR_DBFS RMS, lightly low-passed."""
+    """Gaussian 'room tone' at NOISE_FLOOR_DBFS RMS, low-passed (one pole) to a
+    brownish hiss: sounds like a quiet room and keeps the FLAC files small."""
     rng = random.Random(seed)
-    a = 0.9  # one-pole low-pass; rescaled so the RMS stays at the target
+    a = 0.9  # pole; the innovation is scaled so the output RMS stays at the target
     sigma = FULL_SCALE * 10 ** (NOISE_FLOOR_DBFS / 20) * math.sqrt(1 - a * a)
     out = [0.0] * n
     y = 0.0
@@ -295,7 +299,7 @@ def pink_noise(n: int, seed: str, rms_dbfs: float) -> list[float]:
     return out
 
 
-def to_int16(signal: list[float]) -> array:
+def to_int16(signal: list[float]) -> array[int]:
     return array("h", (max(-32768, min(32767, round(v))) for v in signal))
 
 
@@ -307,7 +311,7 @@ def pauses_for(name: str, count: int) -> list[float]:
 # --------------------------------------------------------------------------- fixtures
 
 
-def make_speech_fixture(fx: Fixture, workdir: Path) -> dict:
+def make_speech_fixture(fx: Fixture, workdir: Path) -> dict[str, Any]:
     clips = [synthesize(text, VOICES[spk], workdir) for spk, text in fx.lines]
     gaps = pauses_for(fx.name, len(clips) - 1)
 
@@ -345,12 +349,12 @@ def make_speech_fixture(fx: Fixture, workdir: Path) -> dict:
         "sample_rate": SAMPLE_RATE,
         "channels": n_channels,
         "duration_s": round(total / SAMPLE_RATE, 3),
-        "text": " ".join(u["text"] for u in utterances),
+        "text": " ".join(text for _, text in fx.lines),
         "utterances": utterances,
     }
 
 
-def make_noise_fixture(fx: Fixture, workdir: Path) -> dict:
+def make_noise_fixture(fx: Fixture, workdir: Path) -> dict[str, Any]:
     """1 s near-silence, 2 s of pink noise at a moderate level, 1 s near-silence."""
     total = round(fx.noise_only_s * SAMPLE_RATE)
     track = noise_floor(total, f"{fx.name}:floor:0")
@@ -370,11 +374,11 @@ def make_noise_fixture(fx: Fixture, workdir: Path) -> dict:
     }
 
 
-def build(fx: Fixture) -> dict:
+def build(fx: Fixture) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix=f"fixture-{fx.name}-") as tmp:
         workdir = Path(tmp)
-        meta = make_noise_fixture(fx, workdir) if fx.noise_only_s else make_speech_fixture(
-            fx, workdir
+        meta = (
+            make_noise_fixture(fx, workdir) if fx.noise_only_s else make_speech_fixture(fx, workdir)
         )
     sidecar = (ROOT / fx.path).with_suffix(".json")
     sidecar.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
