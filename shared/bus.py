@@ -64,39 +64,49 @@ class Bus:
 
     # --- events ---------------------------------------------------------------------
 
-    async def publish(self, event: Event) -> PublishResult:
-        """Append `event` unless its (id, revision) is not newer than what was published."""
+    async def publish(
+        self, event: Event, checkpoint: tuple[str, dict[str, Any]] | None = None
+    ) -> PublishResult:
+        """Append `event` unless its (id, revision) is not newer than what was published.
+
+        With `checkpoint=(stage, state)`, the stage's checkpoint is saved atomically with
+        the event (and only if the event is appended).
+        """
         if not event.emitted_at:
             event = msgspec.structs.replace(event, emitted_at=time.time())
         head, tail = split_for_seq(event)
         sid = event.session_id
-        raw = await self._publish(
-            keys=[keys.events(sid), keys.heads(sid)],
-            args=[
-                event.id,
-                event.revision,
-                "1" if is_final(event) else "0",
-                event_type(event),
-                head,
-                tail,
-            ],
-        )
+        script_keys = [keys.events(sid), keys.heads(sid)]
+        args: list[Any] = [
+            event.id,
+            event.revision,
+            "1" if is_final(event) else "0",
+            event_type(event),
+            head,
+            tail,
+        ]
+        if checkpoint is not None:
+            script_keys.append(keys.checkpoints(sid))
+            args += [checkpoint[0], msgspec.json.encode(checkpoint[1])]
+        raw = await self._publish(keys=script_keys, args=args)
         if int(raw[0]) == 1:
             return PublishResult(True, seq=int(raw[1]))
         reason = raw[1].decode() if isinstance(raw[1], bytes) else str(raw[1])
         return PublishResult(False, reason=reason, head_revision=int(raw[2]))
 
-    async def publish_closing(self, event: Event) -> PublishResult:
+    async def publish_closing(
+        self, event: Event, checkpoint: tuple[str, dict[str, Any]] | None = None
+    ) -> PublishResult:
         """Publish an event that closes its id, outranking partials a dead writer published.
 
         A worker that took a session over counts revisions from its checkpoint; the dead
         owner may have published more partials for the same id. A final must still land
         exactly once, so a stale final is re-published once above the current head.
         """
-        result = await self.publish(event)
+        result = await self.publish(event, checkpoint)
         if not result.published and result.reason == "stale":
             bumped = _with_revision(event, result.head_revision + 1)
-            result = await self.publish(bumped)
+            result = await self.publish(bumped, checkpoint)
         return result
 
     async def head_revision(self, session_id: str, entity_id: str) -> int:

@@ -4,6 +4,9 @@
 -- KEYS[1] events stream   KEYS[2] heads hash
 -- ARGV[1] entity id   ARGV[2] revision   ARGV[3] "1" if the event closes the id
 -- ARGV[4] event type  ARGV[5] JSON up to the seq value   ARGV[6] JSON after it
+-- Optional: KEYS[3] checkpoint hash, ARGV[7] stage, ARGV[8] checkpoint JSON. The
+-- checkpoint is written in the same atomic step as the event, so a stage killed right
+-- after publishing a final never resumes from a position before it (no re-cut, no loss).
 --
 -- Returns {1, seq} when appended, {0, reason, head_revision} when dropped:
 --   "closed": the session already published `done`; nothing follows it.
@@ -27,6 +30,9 @@ redis.call('XADD', KEYS[1], seq .. '-0',
 redis.call('HSET', KEYS[2], 'r:' .. id, rev)
 if ARGV[3] == '1' then
   redis.call('HSET', KEYS[2], 'f:' .. id, 1)
+end
+if KEYS[3] then
+  redis.call('HSET', KEYS[3], ARGV[7], ARGV[8])
 end
 if ARGV[4] == 'done' then
   redis.call('HSET', KEYS[2], '_closed', 1)

@@ -58,15 +58,24 @@ class SessionLease:
     takeover: bool = False
     lost: asyncio.Event = field(default_factory=asyncio.Event)
 
-    async def publish(self, event: Event) -> PublishResult:
-        result = await self.bus.publish(event)
+    async def publish(
+        self, event: Event, checkpoint: dict[str, Any] | None = None
+    ) -> PublishResult:
+        """Publish; with `checkpoint`, this stage's checkpoint is saved atomically with it."""
+        result = await self.bus.publish(event, self._ckpt(checkpoint))
         self._count(event, result)
         return result
 
-    async def publish_closing(self, event: Event) -> PublishResult:
-        result = await self.bus.publish_closing(event)
+    async def publish_closing(
+        self, event: Event, checkpoint: dict[str, Any] | None = None
+    ) -> PublishResult:
+        """Publish an event that closes its id (see Bus.publish_closing)."""
+        result = await self.bus.publish_closing(event, self._ckpt(checkpoint))
         self._count(event, result)
         return result
+
+    def _ckpt(self, state: dict[str, Any] | None) -> tuple[str, dict[str, Any]] | None:
+        return None if state is None else (self.stage, state)
 
     def _count(self, event: Event, result: PublishResult) -> None:
         if result.published:

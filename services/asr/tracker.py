@@ -1,0 +1,395 @@
+"""Streaming policy for one session: audio and VAD marks in, decode requests and segments out.
+
+Pure: no Redis, no clock, no model. The worker shell feeds audio log entries, asks for
+the next decode, runs it, and hands the hypothesis back; segments come out as `Output`s.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from services.asr.agreement import LocalAgreement, join_words
+from services.asr.decoder import Hypothesis
+from shared.audio_log import pcm_to_float
+from shared.schemas import AsrProvenance, AudioChunk, AudioEntry, EndMark, Segment, VadMark, Word
+
+SR = 16_000
+# A hypothesis counts as covering the utterance if it decoded audio to within this of
+# the VAD end (the end mark carries the speech pad, so the last words are inside).
+_COVER_TOLERANCE = int(0.2 * SR)
+# Audio kept before an utterance opens, for the VAD's pre-pad.
+_PREROLL = SR
+# A cap cut never lands in the last second: those words are still unstable.
+_CUT_GUARD_S = 1.0
+
+Kind = Literal["partial", "final", "cut"]
+
+
+@dataclass(slots=True)
+class DecodeRequest:
+    channel: int
+    kind: Kind
+    seg_id: str
+    start_pos: int
+    end_pos: int
+    audio: np.ndarray
+    prompt: str
+    generation: int
+
+
+@dataclass(slots=True)
+class Output:
+    """A segment to publish; finals carry the checkpoint to save atomically with them."""
+
+    segment: Segment
+    final: bool
+    channel: int
+    checkpoint: dict[str, Any] | None = None
+    end_pos: int = 0
+
+
+@dataclass
+class Track:
+    """One speaker track (a channel) of the session."""
+
+    channel: int
+    speaker_id: str | None
+    chunks: list[tuple[str, int, np.ndarray]] = field(default_factory=list)
+    pos: int = 0  # audio received up to this sample
+    committed_pos: int = 0  # everything before is final or silence
+    committed_text: str = ""
+    utt_start: int | None = None
+    utt_end: int | None = None
+    pause_pos: int | None = None
+    # A start mark that arrived while the previous utterance was still closing
+    # (its end seen, its last decode in flight): opened as soon as that one finalizes.
+    next_start: int | None = None
+    revision: int = 0
+    generation: int = 0
+    in_flight: Kind | None = None
+    last_decoded_pos: int = 0
+    last_hyp: list[Word] | None = None
+    agreement: LocalAgreement = field(default_factory=LocalAgreement)
+    finals: int = 0
+
+    @property
+    def seg_id(self) -> str:
+        return f"seg-{self.channel}-{self.utt_start}"
+
+    def audio(self, start: int, end: int) -> np.ndarray:
+        parts = []
+        for _id, pos, samples in self.chunks:
+            lo, hi = max(start, pos), min(end, pos + len(samples))
+            if lo < hi:
+                parts.append(samples[lo - pos : hi - pos])
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
+
+    def trim(self, keep_from: int) -> None:
+        self.chunks = [c for c in self.chunks if c[1] + len(c[2]) > keep_from]
+
+    def oldest_id(self) -> str | None:
+        return self.chunks[0][0] if self.chunks else None
+
+
+class SessionTracker:
+    """All tracks of one session plus the session-wide bits (end of audio, finals count)."""
+
+    def __init__(
+        self,
+        session_id: str,
+        *,
+        partial_interval_s: float,
+        max_utterance_s: float,
+        prompt_chars: int,
+        channels_as_speakers: bool,
+        provenance: AsrProvenance,
+        checkpoint: dict[str, Any] | None = None,
+    ) -> None:
+        self.session_id = session_id
+        self.partial_interval = int(partial_interval_s * SR)
+        self.max_utterance = int(max_utterance_s * SR)
+        self.prompt_chars = prompt_chars
+        self.channels_as_speakers = channels_as_speakers
+        self.provenance = provenance
+        self.tracks: dict[int, Track] = {}
+        self.ended_at: int | None = None
+        self.last_id: str | None = None
+        self.decodes = 0
+        self.outputs: list[Output] = []
+        self._restore(checkpoint or {})
+
+    # --- checkpoint ---------------------------------------------------------------------
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        self.resume_id: str | None = state.get("resume_id")
+        for ch_text, t in state.get("tracks", {}).items():
+            track = self._track(int(ch_text))
+            track.committed_pos = track.pos = int(t["committed_pos"])
+            track.committed_text = t.get("text_tail", "")
+            track.finals = int(t.get("finals", 0))
+            if t.get("open_start") is not None:
+                track.utt_start = int(t["open_start"])
+
+    def checkpoint(self) -> dict[str, Any]:
+        ids = [i for t in self.tracks.values() if (i := t.oldest_id()) is not None]
+        resume = min(ids, key=_id_key) if ids else self.last_id
+        return {
+            "resume_id": resume,
+            "tracks": {
+                str(ch): {
+                    "committed_pos": t.committed_pos,
+                    "open_start": t.utt_start,
+                    "text_tail": t.committed_text,
+                    "finals": t.finals,
+                }
+                for ch, t in self.tracks.items()
+            },
+            "summary": {
+                "segments": sum(t.finals for t in self.tracks.values()),
+                "model": self.provenance.model,
+                "device": self.provenance.device,
+            },
+        }
+
+    # --- input --------------------------------------------------------------------------
+
+    def _track(self, channel: int) -> Track:
+        if channel not in self.tracks:
+            speaker = f"spk_{channel}" if self.channels_as_speakers else None
+            self.tracks[channel] = Track(channel=channel, speaker_id=speaker)
+        return self.tracks[channel]
+
+    def feed(self, entry_id: str, entry: AudioEntry) -> None:
+        """Apply one audio log entry (in log order)."""
+        self.last_id = entry_id
+        match entry:
+            case AudioChunk():
+                self._on_audio(entry_id, entry)
+            case VadMark():
+                self._on_vad(entry)
+            case EndMark():
+                self.ended_at = entry.pos
+                for track in self.tracks.values():
+                    if track.utt_start is not None and track.utt_end is None:
+                        track.utt_end = max(track.utt_start, min(track.pos, entry.pos))
+                        self._maybe_finalize_from_hypothesis(track)
+
+    def _on_audio(self, entry_id: str, chunk: AudioChunk) -> None:
+        track = self._track(chunk.channel)
+        samples = pcm_to_float(chunk.pcm)
+        end = chunk.pos + len(samples)
+        if end <= track.committed_pos:
+            return  # replayed audio that is already final
+        track.chunks.append((entry_id, chunk.pos, samples))
+        track.pos = max(track.pos, end)
+        if track.utt_start is None:
+            track.trim(max(track.committed_pos, track.pos - _PREROLL))
+
+    def _on_vad(self, mark: VadMark) -> None:
+        track = self._track(mark.channel)
+        if mark.pos < track.committed_pos and mark.state != "end":
+            return
+        closing = track.utt_start is not None and track.utt_end is not None
+        if mark.state == "start":
+            if track.utt_start is None:
+                self._open(track, max(mark.pos, track.committed_pos))
+            elif closing:
+                track.next_start = mark.pos
+        elif closing:
+            # Marks of the next utterance while this one finalizes: only its end matters.
+            if mark.state == "end" and track.next_start is not None:
+                track.next_start = None  # a burst too short to wait for; it is dropped
+        elif mark.state == "pause":
+            if track.utt_start is not None:
+                track.pause_pos = mark.pos
+        elif mark.state == "resume":
+            track.pause_pos = None
+        elif (
+            mark.state == "end"
+            and track.utt_start is not None
+            and track.utt_end is None
+            and mark.pos > track.utt_start
+        ):
+            track.utt_end = mark.pos
+            self._maybe_finalize_from_hypothesis(track)
+
+    def _open(self, track: Track, start: int) -> None:
+        track.utt_start = start
+        track.utt_end = track.pause_pos = None
+        track.revision = 0
+        track.generation += 1
+        track.last_decoded_pos = start
+        track.last_hyp = None
+        track.agreement = LocalAgreement()
+
+    def set_revision_floor(self, channel: int, revision: int) -> None:
+        """After a takeover: continue the open segment's revisions above what was published."""
+        track = self.tracks.get(channel)
+        if track is not None:
+            track.revision = max(track.revision, revision)
+
+    # --- decoding -----------------------------------------------------------------------
+
+    def pending(self) -> Kind | None:
+        """The most urgent decode any track needs now (finals first), or None."""
+        kinds = [k for t in self.tracks.values() if (k := self._need(t))]
+        for kind in ("final", "cut", "partial"):
+            if kind in kinds:
+                return kind  # type: ignore[return-value]
+        return None
+
+    def _need(self, t: Track) -> Kind | None:
+        if t.utt_start is None or t.in_flight is not None:
+            return None
+        if t.utt_end is not None:
+            return "final"
+        if t.pos - t.utt_start >= self.max_utterance:
+            return "cut"
+        new_audio = t.pos - t.last_decoded_pos
+        if t.pause_pos is not None and t.last_decoded_pos < t.pause_pos:
+            return "partial"  # speech paused: decode now so the final needs no decode
+        if new_audio >= self.partial_interval:
+            return "partial"
+        return None
+
+    def next_request(self) -> DecodeRequest | None:
+        """Build the most urgent request from the newest audio (stale partials coalesce)."""
+        best: tuple[int, Track, Kind] | None = None
+        order = {"final": 0, "cut": 1, "partial": 2}
+        for t in self.tracks.values():
+            kind = self._need(t)
+            if kind and (best is None or order[kind] < best[0]):
+                best = (order[kind], t, kind)
+        if best is None:
+            return None
+        _, t, kind = best
+        assert t.utt_start is not None
+        end = t.utt_end if kind == "final" and t.utt_end is not None else t.pos
+        t.in_flight = kind
+        return DecodeRequest(
+            channel=t.channel,
+            kind=kind,
+            seg_id=t.seg_id,
+            start_pos=t.utt_start,
+            end_pos=end,
+            audio=t.audio(t.utt_start, end),
+            prompt=t.committed_text[-self.prompt_chars :],
+            generation=t.generation,
+        )
+
+    def on_result(self, req: DecodeRequest, hyp: Hypothesis) -> None:
+        """Take a finished decode; queues partial/final outputs."""
+        self.decodes += 1
+        t = self.tracks[req.channel]
+        t.in_flight = None
+        if req.generation != t.generation:
+            return  # the utterance closed meanwhile; this hypothesis is moot
+        offset = req.start_pos / SR
+        words = [
+            Word(word=w.word, start=round(w.start + offset, 3), end=round(w.end + offset, 3),
+                 probability=w.probability)
+            for w in hyp.words
+        ]  # fmt: skip
+        t.last_hyp, t.last_decoded_pos = words, req.end_pos
+        if req.kind == "final":
+            self._finalize(t, words, t.utt_end or req.end_pos)
+        elif req.kind == "cut":
+            self._cut(t, words, req.end_pos)
+        elif not self._maybe_finalize_from_hypothesis(t):
+            self._emit_partial(t, t.agreement.update(words))
+
+    def _maybe_finalize_from_hypothesis(self, t: Track) -> bool:
+        """VAD closed the utterance: reuse the last hypothesis if it covered the audio."""
+        if t.utt_end is None or t.in_flight is not None or t.last_hyp is None:
+            return False
+        if t.last_decoded_pos < t.utt_end - _COVER_TOLERANCE:
+            return False
+        self._finalize(t, t.last_hyp, t.utt_end)
+        return True
+
+    # --- outputs --------------------------------------------------------------------------
+
+    def _segment(self, t: Track, words: list[Word], *, partial: bool, end_pos: int) -> Segment:
+        assert t.utt_start is not None
+        t.revision += 1
+        return Segment(
+            id=t.seg_id,
+            start=words[0].start if words else t.utt_start / SR,
+            end=words[-1].end if words else end_pos / SR,
+            text=join_words(words),
+            words=list(words),
+            speaker_id=t.speaker_id,
+            channel=t.channel if self.channels_as_speakers else None,
+            language=self.provenance.language,
+            partial=partial,
+            revision=t.revision,
+            stable_chars=t.agreement.stable_chars() if partial else len(join_words(words)),
+            asr=_with_decodes(self.provenance, self.decodes),
+        )
+
+    def _emit_partial(self, t: Track, words: list[Word]) -> None:
+        if not words:
+            return
+        self.outputs.append(Output(self._segment(t, words, partial=True, end_pos=t.pos), False, t.channel))
+
+    def _finalize(
+        self, t: Track, words: list[Word], end_pos: int, reopen_at: int | None = None
+    ) -> None:
+        words = [w for w in words if w.start * SR < end_pos + _COVER_TOLERANCE]
+        had_partials = t.revision > 0
+        segment = (
+            self._segment(t, words, partial=False, end_pos=end_pos) if words or had_partials else None
+        )
+        self._close(t, end_pos, join_words(words))
+        if reopen_at is None and t.next_start is not None:
+            reopen_at = max(t.next_start, t.committed_pos)
+        t.next_start = None
+        if reopen_at is not None:
+            # Speech goes on (a cap cut, or the next utterance began while this one
+            # finalized): the checkpoint must say the track is open.
+            self._open(t, reopen_at)
+        if segment is not None:
+            t.finals += 1
+            self.outputs.append(Output(segment, True, t.channel, self.checkpoint(), end_pos))
+
+    def _cut(self, t: Track, words: list[Word], decoded_to: int) -> None:
+        """The utterance hit the cap: finalize up to a stable word boundary, keep going."""
+        limit = decoded_to / SR - _CUT_GUARD_S
+        stable = [w for w in t.agreement.stable if w.end <= limit]
+        head = stable or [w for w in words if w.end <= limit]
+        cut_pos = int(round(head[-1].end * SR)) if head else decoded_to - int(_CUT_GUARD_S * SR)
+        self._finalize(t, head, cut_pos, reopen_at=cut_pos)
+
+    def _close(self, t: Track, end_pos: int, text: str) -> None:
+        t.committed_pos = max(t.committed_pos, end_pos)
+        if text:
+            t.committed_text = (t.committed_text + " " + text).strip()[-4 * self.prompt_chars :]
+        t.utt_start = t.utt_end = t.pause_pos = None
+        t.last_hyp = None
+        t.generation += 1
+        t.trim(t.committed_pos)
+
+    def take_outputs(self) -> list[Output]:
+        out, self.outputs = self.outputs, []
+        return out
+
+    @property
+    def finished(self) -> bool:
+        return self.ended_at is not None and all(
+            t.utt_start is None and t.in_flight is None for t in self.tracks.values()
+        )
+
+
+def _with_decodes(p: AsrProvenance, decodes: int) -> AsrProvenance:
+    return AsrProvenance(
+        model=p.model, device=p.device, compute_type=p.compute_type, beam_size=p.beam_size,
+        language=p.language, decodes=decodes,
+    )  # fmt: skip
+
+
+def _id_key(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)

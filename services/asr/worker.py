@@ -1,0 +1,178 @@
+"""The asr stage's I/O shell: audio log in, partial and final segments out, via the worker loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import Any
+
+import structlog
+
+from services.asr.decoder import Hypothesis, WhisperDecoder
+from services.asr.scheduler import FINAL_PRIORITY, PARTIAL_PRIORITY, DecodeScheduler
+from services.asr.tracker import DecodeRequest, Output, SessionTracker
+from shared import keys, metrics
+from shared.audio_log import from_fields
+from shared.schemas import PartialSegment, SegmentFinalized, SessionConfig, decode_event
+from shared.settings import Settings
+from shared.worker import SessionLease
+
+log = structlog.get_logger("streamscribe.asr")
+_READ_COUNT = 256
+
+
+class AsrHandler:
+    """Streaming faster-whisper for every session this worker owns."""
+
+    stage = "asr"
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.decoder: WhisperDecoder | None = None
+        self.scheduler = DecodeScheduler()
+
+    async def prepare(self) -> None:
+        self.decoder = await asyncio.to_thread(WhisperDecoder, self.settings.asr)
+        log.info(
+            "asr_model_loaded",
+            model=self.settings.asr.model,
+            device=self.decoder.device,
+            compute_type=self.decoder.compute_type,
+        )
+
+    def summary(self, checkpoint: dict[str, Any] | None) -> dict[str, Any]:
+        return dict((checkpoint or {}).get("summary", {}))
+
+    async def run_session(self, lease: SessionLease) -> None:
+        assert self.decoder is not None, "prepare() loads the model first"
+        checkpoint = await lease.load_checkpoint()
+        config = await self._session_config(lease)
+        language = config.language or ("en" if self.decoder.english_only else None)
+        tracker = SessionTracker(
+            lease.session_id,
+            partial_interval_s=self.settings.asr.partial_interval_s,
+            max_utterance_s=self.settings.asr.max_utterance_s,
+            prompt_chars=self.settings.asr.prompt_chars,
+            channels_as_speakers=config.channels_as_speakers,
+            provenance=self.decoder.provenance(language, 0),
+            checkpoint=checkpoint,
+        )
+        for channel, track in tracker.tracks.items():
+            if track.utt_start is not None:
+                head = await lease.bus.head_revision(lease.session_id, track.seg_id)
+                tracker.set_revision_floor(channel, head)
+        wake = asyncio.Event()
+        reader = asyncio.create_task(self._read_audio(lease, tracker, wake))
+        try:
+            await self._decode_loop(lease, tracker, wake, reader, language)
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+        await lease.save_checkpoint(tracker.checkpoint())
+
+    async def _decode_loop(
+        self,
+        lease: SessionLease,
+        tracker: SessionTracker,
+        wake: asyncio.Event,
+        reader: asyncio.Task[None],
+        language: str | None,
+    ) -> None:
+        assert self.decoder is not None
+        while True:
+            await self._publish(lease, tracker, tracker.take_outputs())
+            if tracker.finished:
+                return
+            if reader.done() and reader.exception() is not None:
+                raise reader.exception()  # type: ignore[misc]
+            kind = tracker.pending()
+            if kind is None:
+                wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wake.wait(), timeout=1.0)
+                continue
+            priority = PARTIAL_PRIORITY if kind == "partial" else FINAL_PRIORITY
+            async with self.scheduler.slot(priority):
+                request = tracker.next_request()
+                if request is None:
+                    continue
+                hyp = await self._decode(request, language)
+            log.debug("asr_decoded", kind=request.kind, seg_id=request.seg_id, start=request.start_pos, end=request.end_pos, audio_s=len(request.audio) / 16000, text=hyp.text, track_utt=tracker.tracks[request.channel].utt_start)
+            tracker.on_result(request, hyp)
+
+    async def _decode(self, request: DecodeRequest, language: str | None) -> Hypothesis:
+        assert self.decoder is not None
+        started = time.perf_counter()
+        hyp = await asyncio.to_thread(
+            self.decoder.decode, request.audio, prompt=request.prompt, language=language
+        )
+        metrics.DECODE_SECONDS.labels(request.kind).observe(time.perf_counter() - started)
+        if hyp.dropped:
+            log.warning("asr_segments_dropped", seg_id=request.seg_id, reasons=hyp.dropped)
+        return hyp
+
+    async def _publish(self, lease: SessionLease, tracker: SessionTracker, outputs: list[Output]) -> None:
+        for out in outputs:
+            seg = out.segment
+            if out.final:
+                final = SegmentFinalized(
+                    session_id=lease.session_id, id=seg.id, revision=seg.revision, stage=self.stage, payload=seg
+                )
+                # The checkpoint rides in the same script call: a kill right after this
+                # line resumes after the final, never re-cutting or re-emitting it.
+                await lease.publish_closing(final, checkpoint=out.checkpoint)
+                continue
+            partial = PartialSegment(
+                session_id=lease.session_id, id=seg.id, revision=seg.revision, stage=self.stage, payload=seg
+            )
+            result = await lease.publish(partial)
+            if result.reason == "stale":
+                # A dead owner got further on this segment; count on from its revision.
+                tracker.set_revision_floor(out.channel, result.head_revision)
+
+    async def _read_audio(self, lease: SessionLease, tracker: SessionTracker, wake: asyncio.Event) -> None:
+        """Feed the tracker from the audio log, from the checkpoint on, until the end mark."""
+        redis = lease.bus.redis
+        stream = keys.audio(lease.session_id)
+        block = self.settings.bus.block_ms
+        if tracker.resume_id is not None:
+            # Resume inclusively: the checkpoint names the oldest entry still needed.
+            entries = await redis.xrange(stream, min=tracker.resume_id, max="+", count=_READ_COUNT)
+            last = self._feed(tracker, entries) or tracker.resume_id
+            wake.set()
+        else:
+            last = "0-0"
+        while tracker.ended_at is None:
+            response = await redis.xread({stream: last}, count=_READ_COUNT, block=block)
+            for _stream, entries in response or []:
+                last = self._feed(tracker, entries) or last
+                wake.set()
+        wake.set()
+
+    @staticmethod
+    def _feed(tracker: SessionTracker, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> str | None:
+        last = None
+        for entry_id, fields in entries:
+            last = entry_id.decode()
+            tracker.feed(last, from_fields(fields))
+        return last
+
+    async def _session_config(self, lease: SessionLease) -> SessionConfig:
+        """The config ingest acknowledged in `ready`; defaults if ingest rejected the start."""
+        redis = lease.bus.redis
+        while True:
+            for _id, fields in await redis.xrange(keys.events(lease.session_id), count=200):
+                if fields.get(b"type") == b"ready":
+                    event = decode_event(fields[b"data"])
+                    return event.payload.config  # type: ignore[union-attr]
+            # Ingest publishes `ready` before it writes any audio, so once audio exists
+            # and there is still no `ready`, the start was rejected.
+            if await redis.xlen(keys.audio(lease.session_id)):
+                return SessionConfig()
+            await asyncio.sleep(self.settings.bus.block_ms / 1000)
+
+
+def make_handler(settings: Settings) -> AsrHandler:
+    return AsrHandler(settings)

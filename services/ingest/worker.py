@@ -1,0 +1,228 @@
+"""The ingest stage's I/O shell: inbox reads, event publishing, atomic log + checkpoint commits.
+
+Checkpoint (`HSET ss:{sid}:ckpt ingest <json>`, written in the same MULTI/EXEC as the
+audio log entries it accounts for):
+
+    {"version": 1, "commit": 7,                 # commit: fencing counter, +1 per commit
+     "last_id": "1712-3",                       # last inbox entry handled (XREAD from it)
+     "ended": false,                            # EndMark written; nothing left to do
+     "config": {...SessionConfig...} | null,    # acknowledged config (null before start)
+     "expected_seq": 42,                        # next seq the reorder window waits for
+     "buffered": [[44, "1712-5", true], ...],   # [seq, inbox id, has bytes]; refetched
+     "tracks": [{"channel": 0, "pos": 16000,    # samples of the track in the log
+                 "vad": {"phase": "speech", "pos": ..., "candidate_start": ...,
+                         "last_speech_end": ..., "paused": false,
+                         "silence_since": null, "last_end": ...}}],
+     "errors": {"duplicate_seq": 2},            # error counts per code
+     "frames": 41,                              # frames decoded into the log
+     "summary": {"duration_s": 1.0}}            # read by the worker loop for `done`
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import redis.asyncio as aioredis
+import structlog
+from redis.exceptions import WatchError
+
+from services.ingest.core import STAGE, ErrorNotice, IngestSession, StepOutput
+from services.ingest.vad import SileroModel
+from shared import keys, metrics
+from shared.audio_log import to_fields
+from shared.settings import Settings
+from shared.worker import SessionLease
+
+log = structlog.get_logger("streamscribe.ingest")
+
+# A registered session whose inbox shows no valid start this long after registration
+# (the registry entry id's time, on the Redis clock, so a takeover does not reset it).
+NO_START_TIMEOUT_S = 60.0
+# Entries per XREAD: enough to catch up after a stall, small enough to commit often.
+READ_COUNT = 16
+
+
+class _Fenced(Exception):
+    """Another owner committed after our last commit: our in-memory state is stale."""
+
+
+class IngestHandler:
+    """`shared.worker.StageHandler` for ingest."""
+
+    stage = STAGE
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        no_start_timeout_s: float = NO_START_TIMEOUT_S,
+        model_path: str | Path | None = None,
+        model: SileroModel | None = None,
+    ) -> None:
+        self.settings = settings
+        self.no_start_timeout_s = no_start_timeout_s
+        self.model_path = model_path
+        # An already loaded model may be shared (tests, or several stages in one process).
+        self._model = model
+
+    async def prepare(self) -> None:
+        """Load the VAD model once; every session shares it."""
+        if self._model is None:
+            self._model = await asyncio.to_thread(SileroModel, self.model_path)
+            log.info("vad_model_loaded", path=str(self._model.path))
+
+    def summary(self, checkpoint: dict[str, Any] | None) -> dict[str, Any]:
+        """`duration_s` of the audio written so far."""
+        summary = (checkpoint or {}).get("summary") or {}
+        return {"duration_s": float(summary.get("duration_s", 0.0))}
+
+    async def run_session(self, lease: SessionLease) -> None:
+        """Read the inbox from the checkpoint until stop or a fatal error."""
+        while True:
+            try:
+                await self._run(lease)
+                return
+            except _Fenced:
+                # Either we are a zombie about to lose the lease (the renewer cancels us)
+                # or a zombie wrote after us; either way the checkpoint is the truth.
+                log.warning("ingest_fenced", session_id=lease.session_id)
+
+    async def _run(self, lease: SessionLease) -> None:
+        sid = lease.session_id
+        redis = lease.bus.redis
+        session, commit = await self._restore(lease)
+        slog = log.bind(session_id=sid)
+        if session.ended:
+            return
+        slog.info("ingest_session", resumed=commit > 0, last_id=session.last_entry_id)
+        deadline_ms = _registered_ms(lease.entry_id) + int(self.no_start_timeout_s * 1000)
+        inbox = keys.inbox(sid)
+        while not session.ended:
+            # redis-py's stub types XREAD's reply loosely; it is [[stream, [(id, fields)]]].
+            response: Any = await redis.xread(
+                {inbox: session.last_entry_id},
+                count=READ_COUNT,
+                block=self.settings.bus.block_ms,
+            )
+            entries: list[tuple[bytes, dict[bytes, bytes]]] = [
+                entry for _stream, batch in response or [] for entry in batch
+            ]
+            if entries:
+                try:
+                    out = await asyncio.to_thread(session.handle_batch, entries)
+                except Exception as exc:
+                    # Not Redis (handle_batch does no I/O): a bug on this input would fail
+                    # the same way on every retry, so end the session from the last commit.
+                    slog.exception("ingest_batch_failed", last_id=session.last_entry_id)
+                    session, commit = await self._restore(lease)
+                    out = session.abort(f"{type(exc).__name__}: {exc}")
+                commit = await self._commit(lease, session, out, commit)
+            # Only time out once caught up: a backlog may still hold the start.
+            caught_up = len(entries) < READ_COUNT
+            waiting = not session.started and not session.ended and caught_up
+            if waiting and await _redis_ms(redis) >= deadline_ms:
+                out = session.no_start_timeout(self.no_start_timeout_s)
+                commit = await self._commit(lease, session, out, commit)
+        slog.info("ingest_finished", duration_s=session.duration_s, frames=session.frames)
+
+    async def _restore(self, lease: SessionLease) -> tuple[IngestSession, int]:
+        assert self._model is not None, "prepare() loads the model before any session"
+        stages = list(self.settings.pipeline)
+        checkpoint = await lease.load_checkpoint()
+        if checkpoint is None:
+            return IngestSession(lease.session_id, self.settings.ingest, self._model, stages), 0
+        refetched = await _refetch(lease.bus.redis, lease.session_id, checkpoint)
+        session = IngestSession.from_checkpoint(
+            checkpoint, lease.session_id, self.settings.ingest, self._model, stages, refetched
+        )
+        return session, int(checkpoint.get("commit", 0))
+
+    async def _commit(
+        self, lease: SessionLease, session: IngestSession, out: StepOutput, commit: int
+    ) -> int:
+        """Publish the batch's events, then append its log entries and checkpoint atomically.
+
+        Events go first: a crash before EXEC replays the batch and republishes them under
+        the same ids (dropped as repeats); events published after EXEC could be lost.
+        """
+        for notice in out.notices:
+            if isinstance(notice, ErrorNotice):
+                await lease.error(
+                    notice.code,
+                    notice.message,
+                    entity=notice.entity,
+                    recoverable=notice.recoverable,
+                    **notice.detail,
+                )
+            else:
+                await lease.publish(notice)
+        if out.errors_suppressed:
+            log.warning(
+                "errors_suppressed", session_id=lease.session_id, count=out.errors_suppressed
+            )
+        state = session.to_checkpoint()
+        state["commit"] = commit + 1
+        payload = msgspec.json.encode(state)
+        sid = lease.session_id
+        key = keys.checkpoints(sid)
+        async with lease.bus.redis.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    # WATCH fences a zombie owner: the commit only lands on top of ours.
+                    await pipe.watch(key)
+                    current: bytes | None = await pipe.hget(key, STAGE)  # type: ignore[assignment]
+                    if _commit_of(current) != commit:
+                        raise _Fenced
+                    pipe.multi()
+                    for entry in out.entries:
+                        pipe.xadd(keys.audio(sid), to_fields(entry))  # type: ignore[arg-type]
+                    pipe.hset(key, STAGE, payload)
+                    await pipe.execute()
+                    break
+                except WatchError:
+                    # Usually another stage's checkpoint in the same hash; check again.
+                    continue
+        if out.frames_accepted and session.config is not None:
+            metrics.FRAMES_INGESTED.labels(session.config.encoding).inc(out.frames_accepted)
+        return commit + 1
+
+
+def make_handler(settings: Settings) -> IngestHandler:
+    """Entry point of `shared.runner.STAGES["ingest"]`."""
+    return IngestHandler(settings)
+
+
+async def _refetch(
+    redis: aioredis.Redis, session_id: str, checkpoint: Mapping[str, Any]
+) -> dict[str, dict[bytes, bytes]]:
+    """The inbox fields of frames the checkpointed reorder window still held."""
+    inbox = keys.inbox(session_id)
+    refetched: dict[str, dict[bytes, bytes]] = {}
+    for _seq, entry, has_data in checkpoint.get("buffered", []):
+        if has_data:
+            rows: list[tuple[bytes, dict[bytes, bytes]]] = await redis.xrange(
+                inbox, min=entry, max=entry, count=1
+            )  # type: ignore[assignment]
+            if rows:
+                refetched[str(entry)] = rows[0][1]
+    return refetched
+
+
+def _commit_of(raw: bytes | None) -> int:
+    if not raw:
+        return 0
+    return int(msgspec.json.decode(raw).get("commit", 0))
+
+
+def _registered_ms(entry_id: bytes) -> int:
+    head = entry_id.split(b"-", 1)[0]
+    return int(head) if head.isdigit() else 0
+
+
+async def _redis_ms(redis: aioredis.Redis) -> int:
+    seconds, micros = await redis.time()
+    return int(seconds) * 1000 + int(micros) // 1000

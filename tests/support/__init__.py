@@ -1,0 +1,1 @@
+"""Helpers shared by tests (fixture audio, producers, running workers)."""

@@ -1,0 +1,239 @@
+"""The asr streaming policy without a model: hypotheses are given, decisions are checked."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from services.asr.agreement import LocalAgreement
+from services.asr.decoder import Hypothesis, _cut_loops
+from services.asr.scheduler import DecodeScheduler
+from services.asr.tracker import SR, SessionTracker
+from shared.audio_log import float_to_pcm
+from shared.schemas import AsrProvenance, AudioChunk, EndMark, VadMark, Word
+
+PROV = AsrProvenance(model="tiny.en", device="cpu", compute_type="int8", beam_size=1)
+
+
+def words(text: str, start: float = 0.0, step: float = 0.3) -> list[Word]:
+    return [
+        Word(word=" " + w, start=start + i * step, end=start + (i + 1) * step - 0.05, probability=0.9)
+        for i, w in enumerate(text.split())
+    ]
+
+
+def tracker(**kw) -> SessionTracker:
+    opts = dict(
+        partial_interval_s=1.0,
+        max_utterance_s=15.0,
+        prompt_chars=200,
+        channels_as_speakers=False,
+        provenance=PROV,
+    )
+    opts.update(kw)
+    return SessionTracker("s", **opts)
+
+
+class Feeder:
+    def __init__(self, t: SessionTracker) -> None:
+        self.t, self.n, self.pos = t, 0, 0
+
+    def audio(self, seconds: float, channel: int = 0) -> None:
+        samples = np.zeros(int(seconds * SR), dtype=np.float32)
+        self.n += 1
+        self.t.feed(f"{self.n}-0", AudioChunk(channel=channel, pos=self.pos, pcm=float_to_pcm(samples)))
+        self.pos += len(samples)
+
+    def vad(self, state: str, at: float | None = None, channel: int = 0) -> None:
+        self.n += 1
+        pos = self.pos if at is None else int(at * SR)
+        self.t.feed(f"{self.n}-0", VadMark(channel=channel, pos=pos, state=state))
+
+    def end(self) -> None:
+        self.n += 1
+        self.t.feed(f"{self.n}-0", EndMark(pos=self.pos))
+
+
+def test_partials_every_interval_then_final_from_covering_hypothesis() -> None:
+    t = tracker()
+    f = Feeder(t)
+    f.audio(0.5)
+    f.vad("start", at=0.4)
+    f.audio(0.5)
+    assert t.pending() is None, "less than a second of speech: no decode yet"
+    f.audio(0.6)
+    req = t.next_request()
+    assert req is not None and req.kind == "partial" and req.start_pos == int(0.4 * SR)
+    t.on_result(req, Hypothesis(words=words("good morning", 0.0)))
+    (out,) = t.take_outputs()
+    assert out.segment.partial and out.segment.text == "good morning" and out.segment.revision == 1
+    assert out.segment.id == f"seg-0-{int(0.4 * SR)}"
+
+    f.audio(0.3)
+    assert t.pending() is None
+    f.vad("pause")
+    req = t.next_request()
+    assert req is not None and req.kind == "partial", "a pause triggers a decode at once"
+    t.on_result(req, Hypothesis(words=words("good morning everyone", 0.0)))
+    (out,) = t.take_outputs()
+    assert out.segment.stable_chars == len("good morning")
+    f.audio(0.4)
+    f.vad("end", at=f.pos / SR - 0.3)
+    (final,) = t.take_outputs()
+    assert not final.segment.partial and final.segment.text == "good morning everyone"
+    assert final.segment.revision == 3 and final.checkpoint is not None
+    assert t.decodes == 2, "the final reused the covering hypothesis"
+    f.end()
+    assert t.finished
+
+
+def test_final_decodes_when_last_hypothesis_does_not_cover_the_end() -> None:
+    t = tracker()
+    f = Feeder(t)
+    f.vad("start", at=0.0)
+    f.audio(1.2)
+    req = t.next_request()
+    t.on_result(req, Hypothesis(words=words("hello there", 0.0)))
+    t.take_outputs()
+    f.audio(0.9)
+    f.vad("end")
+    assert t.take_outputs() == []
+    req = t.next_request()
+    assert req is not None and req.kind == "final" and req.end_pos == f.pos
+    t.on_result(req, Hypothesis(words=words("hello there my friend", 0.0)))
+    (final,) = t.take_outputs()
+    assert final.segment.text == "hello there my friend" and not final.segment.partial
+
+
+def test_noise_only_utterance_publishes_nothing() -> None:
+    t = tracker()
+    f = Feeder(t)
+    f.vad("start", at=0.0)
+    f.audio(1.1)
+    req = t.next_request()
+    t.on_result(req, Hypothesis(words=[]))
+    f.vad("end")
+    assert t.next_request() is None, "the empty hypothesis covered the utterance"
+    assert t.take_outputs() == []
+    f.end()
+    assert t.finished
+
+
+def test_cap_cuts_at_a_stable_word_and_keeps_going() -> None:
+    t = tracker(max_utterance_s=4.0)
+    f = Feeder(t)
+    f.vad("start", at=0.0)
+    text = "one two three four five six seven eight nine ten eleven twelve"
+    for _ in range(3):
+        f.audio(1.1)
+        req = t.next_request()
+        t.on_result(req, Hypothesis(words=words(text, 0.0)))
+    f.audio(1.0)
+    req = t.next_request()
+    assert req.kind == "cut"
+    t.on_result(req, Hypothesis(words=words(text, 0.0)))
+    outs = t.take_outputs()
+    final = next(o for o in outs if o.final)
+    assert final.segment.end <= req.end_pos / SR - 1.0
+    assert final.segment.text.startswith("one two")
+    track = t.tracks[0]
+    assert track.utt_start == round(final.segment.words[-1].end * SR), "next segment starts at the cut"
+    assert final.checkpoint["tracks"]["0"]["open_start"] == track.utt_start
+
+
+def test_checkpoint_restores_committed_position_and_open_utterance() -> None:
+    t = tracker()
+    f = Feeder(t)
+    f.vad("start", at=0.0)
+    f.audio(1.5)
+    f.vad("end", at=1.3)
+    req = t.next_request()
+    t.on_result(req, Hypothesis(words=words("all right", 0.0)))
+    (final,) = t.take_outputs()
+    restored = tracker(checkpoint=final.checkpoint)
+    assert restored.tracks[0].committed_pos == int(1.3 * SR)
+    assert restored.tracks[0].committed_text == "all right"
+    assert restored.resume_id is not None
+
+
+def test_channels_are_separate_speakers() -> None:
+    t = tracker(channels_as_speakers=True)
+    f = Feeder(t)
+    f.audio(0.1, channel=0)
+    f.audio(0.1, channel=1)
+    assert {tr.speaker_id for tr in t.tracks.values()} == {"spk_0", "spk_1"}
+
+
+def test_local_agreement_keeps_confirmed_words_verbatim() -> None:
+    la = LocalAgreement()
+    la.update(words("the quick brown"))
+    shown = la.update(words("The quick brown fox"))
+    assert [w.word.strip() for w in la.stable] == ["the", "quick", "brown"]
+    shown = la.update(words("the quick browns fox jumps"))
+    assert [w.word.strip() for w in shown][:3] == ["the", "quick", "brown"]
+
+
+def test_repetition_loops_are_cut() -> None:
+    looped = words("we will " + "thank you " * 8)
+    kept = [w.word.strip() for w in _cut_loops(looped)]
+    assert kept == ["we", "will", "thank", "you"]
+    normal = words("no no no it is fine")
+    assert len(_cut_loops(normal)) == len(normal)
+
+
+async def test_scheduler_serves_finals_before_waiting_partials() -> None:
+    sched = DecodeScheduler()
+    order: list[str] = []
+    gate = asyncio.Event()
+
+    async def job(name: str, priority: int) -> None:
+        async with sched.slot(priority):
+            if name == "first":
+                await gate.wait()
+            order.append(name)
+
+    first = asyncio.create_task(job("first", 1))
+    await asyncio.sleep(0)
+    others = [asyncio.create_task(job(n, p)) for n, p in [("p1", 1), ("p2", 1), ("f", 0)]]
+    await asyncio.sleep(0)
+    gate.set()
+    await asyncio.gather(first, *others)
+    assert order == ["first", "f", "p1", "p2"]
+
+
+@pytest.mark.parametrize("cancel_holder", [False, True])
+async def test_scheduler_survives_cancelled_waiters(cancel_holder: bool) -> None:
+    sched = DecodeScheduler()
+    async with sched.slot(1):
+        waiter = asyncio.create_task(sched._acquire(0))
+        await asyncio.sleep(0)
+        waiter.cancel()
+        await asyncio.sleep(0)
+    async with sched.slot(1):
+        pass
+    assert sched.waiting == 0
+
+
+def test_next_utterance_starting_while_the_previous_finalizes_is_not_lost() -> None:
+    t = tracker()
+    f = Feeder(t)
+    f.vad("start", at=0.0)
+    f.audio(1.2)
+    req = t.next_request()  # a partial decode is in flight ...
+    f.audio(0.3)
+    f.vad("end")  # ... when the utterance ends
+    f.audio(0.5)
+    f.vad("start")  # and the next one starts before the decode returns
+    t.on_result(req, Hypothesis(words=words("first one", 0.0)))
+    final_req = t.next_request()
+    assert final_req is not None and final_req.kind == "final"
+    t.on_result(final_req, Hypothesis(words=words("first one here", 0.0)))
+    (final,) = [o for o in t.take_outputs() if o.final]
+    assert final.segment.text == "first one here"
+    assert t.tracks[0].utt_start == f.pos, "the second utterance is open"
+    assert final.checkpoint["tracks"]["0"]["open_start"] == f.pos
+    f.audio(1.1)
+    req = t.next_request()
+    assert req is not None and req.seg_id == f"seg-0-{int(2.0 * SR)}"
