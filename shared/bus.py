@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 import redis.asyncio as aioredis
@@ -16,6 +16,23 @@ from shared.schemas import Event, encode, event_type, is_final
 from shared.settings import BusSettings
 
 _SEQ_PLACEHOLDER = b'"seq":0,'
+
+StreamEntry = tuple[bytes, dict[bytes, bytes]]
+
+
+async def xrange(
+    redis: aioredis.Redis, key: str, *, min: str = "-", max: str = "+", count: int | None = None
+) -> list[StreamEntry]:
+    """XRANGE with the types redis-py returns for a bytes client."""
+    return cast(list[StreamEntry], await redis.xrange(key, min=min, max=max, count=count))
+
+
+async def xread(
+    redis: aioredis.Redis, streams: dict[str, str], *, count: int, block: int
+) -> list[tuple[bytes, list[StreamEntry]]]:
+    """XREAD (block in ms, shorter than the socket timeout) with precise types."""
+    response = await redis.xread(streams, count=count, block=block)  # type: ignore[arg-type]
+    return cast(list[tuple[bytes, list[StreamEntry]]], response or [])
 
 
 def _script(name: str) -> str:
@@ -125,7 +142,7 @@ class Bus:
 
     async def register_session(self, session_id: str) -> bytes:
         """Announce a session to every stage (one registry entry, one per session)."""
-        return await self.redis.xadd(keys.registry(), {"session_id": session_id})
+        return cast(bytes, await self.redis.xadd(keys.registry(), {"session_id": session_id}))
 
     async def ensure_group(self, group: str) -> None:
         try:
@@ -151,7 +168,7 @@ class Bus:
         await self.redis.hset(keys.checkpoints(session_id), stage, msgspec.json.encode(state))
 
     async def finished_stages(self, session_id: str) -> set[str]:
-        members = await self.redis.smembers(keys.finished(session_id))
+        members = cast(set[bytes], await self.redis.smembers(keys.finished(session_id)))
         return {m.decode() for m in members}
 
     async def mark_finished(self, session_id: str, stage: str) -> set[str]:
@@ -174,5 +191,5 @@ def _with_revision(event: Event, revision: int) -> Event:
     payload = getattr(event, "payload", None)
     if payload is not None and hasattr(payload, "revision"):
         payload = msgspec.structs.replace(payload, revision=revision)
-        return msgspec.structs.replace(event, revision=revision, payload=payload)  # type: ignore[call-arg]
+        return msgspec.structs.replace(event, revision=revision, payload=payload)
     return msgspec.structs.replace(event, revision=revision)

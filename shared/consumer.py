@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import msgspec
 import redis.asyncio as aioredis
 
 from shared import keys
+from shared.bus import xrange, xread
 from shared.schemas import (
     AnalyticsPayload,
     AnalyticsSnapshot,
@@ -18,9 +20,9 @@ from shared.schemas import (
     Event,
     PartialSegment,
     Ready,
+    Segment,
     SegmentEnriched,
     SegmentFinalized,
-    Segment,
     SemanticAnnotation,
     SemanticUpdate,
     StreamMeta,
@@ -58,7 +60,7 @@ async def read_events(
     lower = f"{max(from_seq, 1)}-0"
     last_id: bytes | None = None
     while True:
-        entries = await redis.xrange(stream, min=lower, max="+", count=batch)
+        entries = await xrange(redis, stream, min=lower, count=batch)
         for entry_id, fields in entries:
             last_id = entry_id
             event = decode_event(fields[b"data"])
@@ -72,7 +74,7 @@ async def read_events(
             return
         start = (last_id or f"{max(from_seq, 1) - 1}-0".encode()).decode()
         # Block shorter than the socket timeout, then loop (STYLE.md).
-        await redis.xread({stream: start}, count=1, block=block_ms)
+        await xread(redis, {stream: start}, count=1, block=block_ms)
 
 
 class TranscriptReducer:
@@ -89,7 +91,7 @@ class TranscriptReducer:
         self.segments: dict[str, Segment] = {}
         self.turns: dict[str, Turn] = {}
         self.annotations: dict[str, SemanticAnnotation] = {}
-        self.enrichment: dict[str, dict[str, object]] = {}
+        self.enrichment: dict[str, dict[str, Any]] = {}
         self.analytics: AnalyticsPayload | None = None
         self.errors: dict[str, ErrorPayload] = {}
         self.ready: Ready | None = None

@@ -54,4 +54,8 @@ class HealthServer:
             ok = await asyncio.wait_for(probe(), timeout=3)
         except Exception:
             ok = False
-        return ("200 OK", "text/plain", b"ok\n") if ok else ("503 Service Unavailable", "text/plain", b"not ok\n")
+        return (
+            ("200 OK", "text/plain", b"ok\n")
+            if ok
+            else ("503 Service Unavailable", "text/plain", b"not ok\n")
+        )

@@ -14,7 +14,9 @@ EVENTS_DROPPED = Counter(
 )
 SESSIONS_ACTIVE = Gauge("streamscribe_sessions_active", "Sessions owned by this worker", ["stage"])
 SESSIONS_CLAIMED = Counter(
-    "streamscribe_sessions_claimed_total", "Sessions taken (new or from a dead worker)", ["stage", "how"]
+    "streamscribe_sessions_claimed_total",
+    "Sessions taken (new or from a dead worker)",
+    ["stage", "how"],
 )
 SESSIONS_FAILED = Counter(
     "streamscribe_sessions_failed_total", "Session runs that raised", ["stage", "error"]

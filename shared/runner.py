@@ -43,7 +43,9 @@ async def serve_stage(handler: StageHandler, settings: Settings, stop: asyncio.E
     worker = Worker(handler, bus, settings)
     health = None
     if settings.serve.health_port:
-        health = HealthServer(settings.serve.health_host, settings.serve.health_port, worker.live, worker.ready)
+        health = HealthServer(
+            settings.serve.health_host, settings.serve.health_port, worker.live, worker.ready
+        )
         port = await health.start()
         log.info("health_listening", port=port)
     try:

@@ -7,7 +7,7 @@ defaults, so an older reader keeps working; `schema_version` rides on every even
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import msgspec
 from msgspec import Struct
@@ -131,7 +131,7 @@ class Segment(Struct, kw_only=True):
     stable_chars: int = 0
     avg_logprob: float | None = None
     no_speech_prob: float | None = None
-    audio_state: dict[str, object] | None = None
+    audio_state: dict[str, Any] | None = None
     asr: AsrProvenance | None = None
 
 
@@ -182,7 +182,7 @@ class ReadyPayload(Struct, kw_only=True):
 
 class EnrichmentPayload(Struct, kw_only=True):
     segment_id: str
-    audio_state: dict[str, object] = msgspec.field(default_factory=dict)
+    audio_state: dict[str, Any] = msgspec.field(default_factory=dict)
     extraction_status: dict[str, str] = msgspec.field(default_factory=dict)
 
 
@@ -199,7 +199,7 @@ class ErrorPayload(Struct, kw_only=True):
     message: str
     stage: str
     recoverable: bool = True
-    detail: dict[str, object] = msgspec.field(default_factory=dict)
+    detail: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
 class DonePayload(Struct, kw_only=True):
@@ -338,7 +338,7 @@ def decode_event(data: bytes | str) -> Event:
     return _event_decoder.decode(data)
 
 
-SCHEMA_ROOTS: dict[str, object] = {
+SCHEMA_ROOTS: dict[str, Any] = {
     "event": Event,
     "producer_message": ProducerMessage,
     "audio_entry": AudioEntry,

@@ -51,7 +51,12 @@ class AsrSettings:
     device: str = "auto"
     compute_type: str = "auto"
     cpu_threads: int = 0
+    # Beam for finals (and for the pause-time decode a final may reuse); partials use
+    # partial_beam_size. Greedy by default: on isolated utterances beam 5 lowered WER
+    # (bench meetings 9.0 -> 4.5 %), but in the live pipeline on 2 cores it did not, and
+    # it pushed final latency toward 3 s (docs/BENCHMARKS.md).
     beam_size: int = 1
+    partial_beam_size: int = 1
     partial_interval_s: float = 1.0
     max_utterance_s: float = 15.0
     max_new_tokens: int = 128
@@ -87,7 +92,7 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Read STREAMSCRIBE_* variables (e.g. STREAMSCRIBE_REDIS_URL, STREAMSCRIBE_ASR_MODEL)."""
         env = os.environ if env is None else env
-        groups = {
+        groups: dict[str, BusSettings | IngestSettings | AsrSettings | ServeSettings] = {
             "bus": BusSettings(),
             "ingest": IngestSettings(),
             "asr": AsrSettings(),
@@ -141,5 +146,7 @@ def _coerce(raw: str, default: Any, name: str) -> Any:
         if isinstance(default, float):
             return float(raw)
     except ValueError:
-        raise ValueError(f"setting {name}: cannot read {raw!r} as {type(default).__name__}") from None
+        raise ValueError(
+            f"setting {name}: cannot read {raw!r} as {type(default).__name__}"
+        ) from None
     return raw

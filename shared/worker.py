@@ -10,14 +10,14 @@ import asyncio
 import contextlib
 import time
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import structlog
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from shared import keys, metrics
-from shared.bus import Bus, PublishResult
+from shared.bus import Bus, PublishResult, StreamEntry
 from shared.schemas import Done, DonePayload, Error, ErrorPayload, Event, event_type
 from shared.settings import Settings
 
@@ -123,6 +123,7 @@ class Worker:
         self.leases: dict[bytes, tuple[SessionLease, asyncio.Task[None]]] = {}
         self.prepared = False
         self.beat = time.monotonic()
+        self._pending_acks: list[bytes] = []
         self._log = log.bind(stage=self.stage, worker=self.name)
 
     # --- probes -------------------------------------------------------------------------
@@ -171,14 +172,20 @@ class Worker:
             await self.bus.ensure_group(self.stage)
             self._group_ready = True
 
+    async def _ack_rejected(self) -> None:
+        while self._pending_acks:
+            await self.bus.redis.xack(keys.registry(), self.stage, self._pending_acks[0])
+            self._pending_acks.pop(0)
+
     async def _claim_some(self, stop: asyncio.Event) -> None:
+        await self._ack_rejected()
         free = self.settings.bus.max_sessions_per_worker - len(self.leases)
         if free <= 0:
             await _sleep_or_stop(stop, self.settings.bus.block_ms / 1000)
             return
         redis = self.bus.redis
         # Dead owners first: an entry idle past min-idle belongs to nobody alive.
-        _cursor, claimed, *_ = await redis.xautoclaim(
+        reply = await redis.xautoclaim(
             keys.registry(),
             self.stage,
             self.name,
@@ -186,6 +193,7 @@ class Worker:
             start_id="0-0",
             count=free,
         )
+        claimed = cast(list[StreamEntry], reply[1])  # [cursor, entries, (deleted ids)]
         for entry_id, fields in claimed:
             if fields:
                 self._start(entry_id, fields, takeover=True)
@@ -199,14 +207,22 @@ class Worker:
             count=free,
             block=self.settings.bus.block_ms,
         )
-        for _stream, entries in response or []:
+        for _stream, entries in cast(list[tuple[bytes, list[StreamEntry]]], response or []):
             for entry_id, fields in entries:
                 self._start(entry_id, fields, takeover=False)
 
     def _start(self, entry_id: bytes, fields: dict[bytes, bytes], *, takeover: bool) -> None:
         if entry_id in self.leases:
             return
-        session_id = fields.get(b"session_id", b"").decode()
+        session_id = fields.get(b"session_id", b"").decode(errors="replace")
+        try:
+            keys.check_session_id(session_id)
+        except keys.InvalidSessionId as exc:
+            # Nothing can be published for such a session (no valid key); left pending it
+            # would be claimed again every min-idle forever, so drop it with a log line.
+            self._log.error("registry_entry_rejected", entry_id=entry_id, error=str(exc))
+            self._pending_acks.append(entry_id)
+            return
         lease = SessionLease(
             session_id=session_id,
             entry_id=entry_id,

@@ -75,7 +75,9 @@ class RedisServerProcess:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"redis-server exited with {self.proc.returncode}: {self.log_tail()}")
+                raise RuntimeError(
+                    f"redis-server exited with {self.proc.returncode}: {self.log_tail()}"
+                )
             if self._ping():
                 return self
             time.sleep(0.05)

@@ -123,11 +123,16 @@ class LiveView:
         if self.tty:
             if not force and now - self._last_draw < _REDRAW_EVERY_S:
                 return
+            width = (self._width or shutil.get_terminal_size().columns) - 1
             status = f"({self.progress_text()})"
             if self.partial_text:
-                status = f"{status} {self.partial_text}"
-            width = self._width or shutil.get_terminal_size().columns
-            self.out.write(_CLEAR_LINE + status[: max(width - 1, 10)])
+                room = width - len(status) - 1
+                # The newest words are at the end of a partial: cut from the front.
+                shown = self.partial_text
+                if len(shown) > room:
+                    shown = "..." + shown[len(shown) - max(room - 3, 0) :]
+                status = f"{status} {shown}"
+            self.out.write(_CLEAR_LINE + status[: max(width, 10)])
             self._status_shown = True
             self.out.flush()
         elif now - self._last_draw >= self.progress_every_s:

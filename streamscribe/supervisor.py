@@ -140,6 +140,11 @@ class Stack:
         return self._redis is not None
 
     @property
+    def redis_process(self) -> RedisServerProcess | None:
+        """The embedded redis-server (for chaos tests that kill and restart it)."""
+        return self._redis
+
+    @property
     def settings(self) -> Settings:
         """The settings the workers run with (Redis URL included)."""
         return self._settings.with_overrides(bus__redis_url=self.url)

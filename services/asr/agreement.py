@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from shared.schemas import Word
-
 from services.asr.decoder import normalize_word
+from shared.schemas import Word
 
 
 def common_prefix(a: list[str], b: list[str]) -> int:
@@ -30,7 +29,8 @@ class LocalAgreement:
     def update(self, words: list[Word]) -> list[Word]:
         """Feed a hypothesis (absolute times); returns the words to show."""
         agreed = common_prefix(
-            [normalize_word(w.word) for w in self._previous], [normalize_word(w.word) for w in words]
+            [normalize_word(w.word) for w in self._previous],
+            [normalize_word(w.word) for w in words],
         )
         if agreed > len(self.stable):
             # Confirmed words keep the spelling they were first shown with.

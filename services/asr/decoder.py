@@ -63,6 +63,7 @@ class Hypothesis:
     no_speech_prob: float | None = None
     language: str | None = None
     dropped: list[str] = field(default_factory=list)
+    final_quality: bool = True
 
     @property
     def text(self) -> str:
@@ -98,15 +99,25 @@ class WhisperDecoder:
             decodes=decodes,
         )
 
-    def decode(self, audio: np.ndarray, *, prompt: str = "", language: str | None = None) -> Hypothesis:
-        """Transcribe one utterance; segments that look like silence or loops are dropped."""
+    def decode(
+        self,
+        audio: np.ndarray,
+        *,
+        prompt: str = "",
+        language: str | None = None,
+        final: bool = True,
+    ) -> Hypothesis:
+        """Transcribe one utterance; segments that look like silence or loops are dropped.
+
+        `final` selects the final-quality beam; otherwise the cheaper partial beam.
+        """
         s = self.settings
         if self.english_only:
             language = "en"
         segments, info = self.model.transcribe(
             audio,
             language=language,
-            beam_size=s.beam_size,
+            beam_size=s.beam_size if final else s.partial_beam_size,
             # One temperature: a fallback ladder re-decodes up to six times, which at
             # ~0.5 s a decode is exactly the multi-second stall streaming cannot afford.
             temperature=0.0,
@@ -122,7 +133,9 @@ class WhisperDecoder:
             log_prob_threshold=s.log_prob_threshold,
             no_speech_threshold=s.no_speech_threshold,
         )
-        hyp = Hypothesis(audio_s=len(audio) / SAMPLE_RATE, language=info.language)
+        hyp = Hypothesis(
+            audio_s=len(audio) / SAMPLE_RATE, language=info.language, final_quality=final
+        )
         logprobs: list[float] = []
         no_speech: list[float] = []
         for seg in segments:

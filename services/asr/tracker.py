@@ -38,6 +38,9 @@ class DecodeRequest:
     audio: np.ndarray
     prompt: str
     generation: int
+    # Final quality (beam search): finals, cap cuts and the decode at a pause, whose
+    # hypothesis a final may reuse. Periodic partials decode greedily.
+    final_quality: bool = True
 
 
 @dataclass(slots=True)
@@ -64,14 +67,16 @@ class Track:
     utt_start: int | None = None
     utt_end: int | None = None
     pause_pos: int | None = None
-    # A start mark that arrived while the previous utterance was still closing
-    # (its end seen, its last decode in flight): opened as soon as that one finalizes.
-    next_start: int | None = None
+    # Utterances that began while the open one was still finalizing (its end seen, its
+    # decode waiting or running): [start, end or None], opened in order. Under load a
+    # final can wait seconds for the decode slot; several utterances may pass meanwhile.
+    queued: list[list[int | None]] = field(default_factory=list)
     revision: int = 0
     generation: int = 0
     in_flight: Kind | None = None
     last_decoded_pos: int = 0
     last_hyp: list[Word] | None = None
+    last_hyp_final_quality: bool = False
     agreement: LocalAgreement = field(default_factory=LocalAgreement)
     finals: int = 0
 
@@ -197,11 +202,11 @@ class SessionTracker:
             if track.utt_start is None:
                 self._open(track, max(mark.pos, track.committed_pos))
             elif closing:
-                track.next_start = mark.pos
+                track.queued.append([mark.pos, None])
         elif closing:
-            # Marks of the next utterance while this one finalizes: only its end matters.
-            if mark.state == "end" and track.next_start is not None:
-                track.next_start = None  # a burst too short to wait for; it is dropped
+            # Marks of queued utterances: only where they end matters.
+            if mark.state == "end" and track.queued and track.queued[-1][1] is None:
+                track.queued[-1][1] = mark.pos
         elif mark.state == "pause":
             if track.utt_start is not None:
                 track.pause_pos = mark.pos
@@ -235,11 +240,9 @@ class SessionTracker:
 
     def pending(self) -> Kind | None:
         """The most urgent decode any track needs now (finals first), or None."""
-        kinds = [k for t in self.tracks.values() if (k := self._need(t))]
-        for kind in ("final", "cut", "partial"):
-            if kind in kinds:
-                return kind  # type: ignore[return-value]
-        return None
+        kinds = {k for t in self.tracks.values() if (k := self._need(t))}
+        order: tuple[Kind, ...] = ("final", "cut", "partial")
+        return next((kind for kind in order if kind in kinds), None)
 
     def _need(self, t: Track) -> Kind | None:
         if t.utt_start is None or t.in_flight is not None:
@@ -268,6 +271,7 @@ class SessionTracker:
         _, t, kind = best
         assert t.utt_start is not None
         end = t.utt_end if kind == "final" and t.utt_end is not None else t.pos
+        paused = t.pause_pos is not None and t.last_decoded_pos < t.pause_pos
         t.in_flight = kind
         return DecodeRequest(
             channel=t.channel,
@@ -278,6 +282,7 @@ class SessionTracker:
             audio=t.audio(t.utt_start, end),
             prompt=t.committed_text[-self.prompt_chars :],
             generation=t.generation,
+            final_quality=kind != "partial" or paused,
         )
 
     def on_result(self, req: DecodeRequest, hyp: Hypothesis) -> None:
@@ -294,6 +299,7 @@ class SessionTracker:
             for w in hyp.words
         ]  # fmt: skip
         t.last_hyp, t.last_decoded_pos = words, req.end_pos
+        t.last_hyp_final_quality = req.final_quality
         if req.kind == "final":
             self._finalize(t, words, t.utt_end or req.end_pos)
         elif req.kind == "cut":
@@ -304,6 +310,8 @@ class SessionTracker:
     def _maybe_finalize_from_hypothesis(self, t: Track) -> bool:
         """VAD closed the utterance: reuse the last hypothesis if it covered the audio."""
         if t.utt_end is None or t.in_flight is not None or t.last_hyp is None:
+            return False
+        if not t.last_hyp_final_quality:
             return False
         if t.last_decoded_pos < t.utt_end - _COVER_TOLERANCE:
             return False
@@ -333,7 +341,9 @@ class SessionTracker:
     def _emit_partial(self, t: Track, words: list[Word]) -> None:
         if not words:
             return
-        self.outputs.append(Output(self._segment(t, words, partial=True, end_pos=t.pos), False, t.channel))
+        self.outputs.append(
+            Output(self._segment(t, words, partial=True, end_pos=t.pos), False, t.channel)
+        )
 
     def _finalize(
         self, t: Track, words: list[Word], end_pos: int, reopen_at: int | None = None
@@ -341,16 +351,20 @@ class SessionTracker:
         words = [w for w in words if w.start * SR < end_pos + _COVER_TOLERANCE]
         had_partials = t.revision > 0
         segment = (
-            self._segment(t, words, partial=False, end_pos=end_pos) if words or had_partials else None
+            self._segment(t, words, partial=False, end_pos=end_pos)
+            if words or had_partials
+            else None
         )
         self._close(t, end_pos, join_words(words))
-        if reopen_at is None and t.next_start is not None:
-            reopen_at = max(t.next_start, t.committed_pos)
-        t.next_start = None
         if reopen_at is not None:
-            # Speech goes on (a cap cut, or the next utterance began while this one
-            # finalized): the checkpoint must say the track is open.
+            # Speech goes on past a cap cut: the checkpoint must say the track is open.
             self._open(t, reopen_at)
+        elif t.queued:
+            start, end = t.queued.pop(0)
+            assert start is not None
+            self._open(t, max(start, t.committed_pos))
+            if end is not None and end > (t.utt_start or 0):
+                t.utt_end = end  # already over: it goes straight to a final decode
         if segment is not None:
             t.finals += 1
             self.outputs.append(Output(segment, True, t.channel, self.checkpoint(), end_pos))
@@ -360,7 +374,7 @@ class SessionTracker:
         limit = decoded_to / SR - _CUT_GUARD_S
         stable = [w for w in t.agreement.stable if w.end <= limit]
         head = stable or [w for w in words if w.end <= limit]
-        cut_pos = int(round(head[-1].end * SR)) if head else decoded_to - int(_CUT_GUARD_S * SR)
+        cut_pos = round(head[-1].end * SR) if head else decoded_to - int(_CUT_GUARD_S * SR)
         self._finalize(t, head, cut_pos, reopen_at=cut_pos)
 
     def _close(self, t: Track, end_pos: int, text: str) -> None:

@@ -14,6 +14,7 @@ from services.asr.scheduler import FINAL_PRIORITY, PARTIAL_PRIORITY, DecodeSched
 from services.asr.tracker import DecodeRequest, Output, SessionTracker
 from shared import keys, metrics
 from shared.audio_log import from_fields
+from shared.bus import xrange, xread
 from shared.schemas import PartialSegment, SegmentFinalized, SessionConfig, decode_event
 from shared.settings import Settings
 from shared.worker import SessionLease
@@ -99,60 +100,88 @@ class AsrHandler:
                 if request is None:
                     continue
                 hyp = await self._decode(request, language)
-            log.debug("asr_decoded", kind=request.kind, seg_id=request.seg_id, start=request.start_pos, end=request.end_pos, audio_s=len(request.audio) / 16000, text=hyp.text, track_utt=tracker.tracks[request.channel].utt_start)
+            log.debug(
+                "asr_decoded",
+                kind=request.kind,
+                seg_id=request.seg_id,
+                start=request.start_pos,
+                end=request.end_pos,
+                audio_s=len(request.audio) / 16000,
+                text=hyp.text,
+                track_utt=tracker.tracks[request.channel].utt_start,
+            )
             tracker.on_result(request, hyp)
 
     async def _decode(self, request: DecodeRequest, language: str | None) -> Hypothesis:
         assert self.decoder is not None
         started = time.perf_counter()
         hyp = await asyncio.to_thread(
-            self.decoder.decode, request.audio, prompt=request.prompt, language=language
+            self.decoder.decode,
+            request.audio,
+            prompt=request.prompt,
+            language=language,
+            final=request.final_quality,
         )
         metrics.DECODE_SECONDS.labels(request.kind).observe(time.perf_counter() - started)
         if hyp.dropped:
             log.warning("asr_segments_dropped", seg_id=request.seg_id, reasons=hyp.dropped)
         return hyp
 
-    async def _publish(self, lease: SessionLease, tracker: SessionTracker, outputs: list[Output]) -> None:
+    async def _publish(
+        self, lease: SessionLease, tracker: SessionTracker, outputs: list[Output]
+    ) -> None:
         for out in outputs:
             seg = out.segment
             if out.final:
                 final = SegmentFinalized(
-                    session_id=lease.session_id, id=seg.id, revision=seg.revision, stage=self.stage, payload=seg
+                    session_id=lease.session_id,
+                    id=seg.id,
+                    revision=seg.revision,
+                    stage=self.stage,
+                    payload=seg,
                 )
                 # The checkpoint rides in the same script call: a kill right after this
                 # line resumes after the final, never re-cutting or re-emitting it.
                 await lease.publish_closing(final, checkpoint=out.checkpoint)
                 continue
             partial = PartialSegment(
-                session_id=lease.session_id, id=seg.id, revision=seg.revision, stage=self.stage, payload=seg
+                session_id=lease.session_id,
+                id=seg.id,
+                revision=seg.revision,
+                stage=self.stage,
+                payload=seg,
             )
             result = await lease.publish(partial)
             if result.reason == "stale":
                 # A dead owner got further on this segment; count on from its revision.
                 tracker.set_revision_floor(out.channel, result.head_revision)
 
-    async def _read_audio(self, lease: SessionLease, tracker: SessionTracker, wake: asyncio.Event) -> None:
+    async def _read_audio(
+        self, lease: SessionLease, tracker: SessionTracker, wake: asyncio.Event
+    ) -> None:
         """Feed the tracker from the audio log, from the checkpoint on, until the end mark."""
         redis = lease.bus.redis
         stream = keys.audio(lease.session_id)
         block = self.settings.bus.block_ms
         if tracker.resume_id is not None:
             # Resume inclusively: the checkpoint names the oldest entry still needed.
-            entries = await redis.xrange(stream, min=tracker.resume_id, max="+", count=_READ_COUNT)
+            entries = await xrange(redis, stream, min=tracker.resume_id, count=_READ_COUNT)
             last = self._feed(tracker, entries) or tracker.resume_id
             wake.set()
         else:
             last = "0-0"
         while tracker.ended_at is None:
-            response = await redis.xread({stream: last}, count=_READ_COUNT, block=block)
-            for _stream, entries in response or []:
+            for _stream, entries in await xread(
+                redis, {stream: last}, count=_READ_COUNT, block=block
+            ):
                 last = self._feed(tracker, entries) or last
                 wake.set()
         wake.set()
 
     @staticmethod
-    def _feed(tracker: SessionTracker, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> str | None:
+    def _feed(
+        tracker: SessionTracker, entries: list[tuple[bytes, dict[bytes, bytes]]]
+    ) -> str | None:
         last = None
         for entry_id, fields in entries:
             last = entry_id.decode()
@@ -163,7 +192,7 @@ class AsrHandler:
         """The config ingest acknowledged in `ready`; defaults if ingest rejected the start."""
         redis = lease.bus.redis
         while True:
-            for _id, fields in await redis.xrange(keys.events(lease.session_id), count=200):
+            for _id, fields in await xrange(redis, keys.events(lease.session_id), count=200):
                 if fields.get(b"type") == b"ready":
                     event = decode_event(fields[b"data"])
                     return event.payload.config  # type: ignore[union-attr]

@@ -23,14 +23,18 @@ SID = "cli-1"
 
 def events(sid: str = SID) -> list[Event]:
     def seg(text: str, revision: int, final: bool) -> Segment:
-        return Segment(id="seg-0", start=0.5, end=1.5, text=text, partial=not final, revision=revision)
+        return Segment(
+            id="seg-0", start=0.5, end=1.5, text=text, partial=not final, revision=revision
+        )
 
     return [
         PartialSegment(session_id=sid, id="seg-0", revision=1, payload=seg("good", 1, False)),
         PartialSegment(session_id=sid, id="seg-0", revision=2, payload=seg("good morn", 2, False)),
-        SegmentFinalized(session_id=sid, id="seg-0", revision=3, payload=seg("good morning", 3, True)),
+        SegmentFinalized(
+            session_id=sid, id="seg-0", revision=3, payload=seg("good morning", 3, True)
+        ),
         Done(session_id=sid, id="done", payload=DonePayload(duration_s=1.5, segments=1)),
-    ]  # fmt: skip
+    ]
 
 
 def publish(settings: Settings, evs: list[Event]) -> None:
@@ -113,6 +117,17 @@ def test_transcript_to_stdout_and_to_a_file(settings: Settings, tmp_path: Path, 
     final = msgspec.json.decode(target.read_bytes(), type=TranscriptStruct)
     assert final.text == "good morning"
     assert final.meta.complete and final.meta.stream.seq == 4
+
+
+def test_transcript_to_an_impossible_path_is_one_line_exit_1(
+    settings: Settings, tmp_path: Path, capsys
+) -> None:
+    publish(settings, events())
+    target = tmp_path / "no" / "such" / "dir" / "t.json"
+    assert run_cli(settings, "transcript", SID, "--out", str(target)) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("streamscribe: ") and "No such file" in err
+    assert len(err.strip().splitlines()) == 1
 
 
 def test_transcript_wait_times_out_with_exit_4(settings: Settings, capsys) -> None:

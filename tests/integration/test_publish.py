@@ -15,7 +15,12 @@ from shared.schemas import Done, DonePayload, PartialSegment, Segment, SegmentFi
 
 def _segment_event(sid: str, seg_id: str, revision: int, final: bool):
     segment = Segment(
-        id=seg_id, start=0.0, end=1.0, text=f"{seg_id} r{revision}", partial=not final, revision=revision
+        id=seg_id,
+        start=0.0,
+        end=1.0,
+        text=f"{seg_id} r{revision}",
+        partial=not final,
+        revision=revision,
     )
     cls = SegmentFinalized if final else PartialSegment
     return cls(session_id=sid, id=seg_id, revision=revision, payload=segment)
@@ -88,7 +93,9 @@ _publishes = st.lists(
 )
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(plan=_publishes, data=st.data())
 async def test_any_interleaving_of_writers_gives_one_consistent_stream(
     bus: Bus, plan, data

@@ -61,41 +61,36 @@ def worker_script(tmp_path: Path) -> Path:
     return path
 
 
+class WorkerLog:
+    """The workers' combined output: a file the children append to, read by the tests."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.file = path.open("ab")
+
+    def read_text(self) -> str:
+        return self.path.read_text()
+
+
 @pytest.fixture
-def log(tmp_path: Path) -> Iterator[Path]:
-    """The workers' combined output (read by the tests, kept for a failing test's report)."""
-    path = tmp_path / "workers.log"
-    path.touch()
-    yield path
-    print(path.read_text())
+def log(tmp_path: Path) -> Iterator[WorkerLog]:
+    worker_log = WorkerLog(tmp_path / "workers.log")
+    yield worker_log
+    worker_log.file.close()
+    print(worker_log.read_text())  # shown when a test fails
 
 
 def make_stack(
-    worker_script: Path, log: Path, settings: Settings | None = None, **kw: Any
+    worker_script: Path, log: WorkerLog, settings: Settings | None = None, **kw: Any
 ) -> Stack:
-    env = {**os.environ, **kw.pop("extra_env", {})}
-    # Children append to the file through their own descriptor; ours closes at once.
-    with log.open("ab") as output:
-        fd = os.dup(output.fileno())
-    _OPEN_FDS.append(fd)
     return Stack(
         settings or Settings(),
         stages=kw.pop("stages", ["alpha", "beta"]),
         command=lambda stage: [sys.executable, str(worker_script), stage],
-        output=fd,
-        env=env,
+        output=log.file,
+        env={**os.environ, **kw.pop("extra_env", {})},
         **kw,
     )
-
-
-_OPEN_FDS: list[int] = []
-
-
-@pytest.fixture(autouse=True)
-def _close_fds() -> Iterator[None]:
-    yield
-    while _OPEN_FDS:
-        os.close(_OPEN_FDS.pop())
 
 
 def wait_until(predicate, timeout_s: float = 10.0) -> None:
@@ -105,7 +100,9 @@ def wait_until(predicate, timeout_s: float = 10.0) -> None:
         time.sleep(0.05)
 
 
-def test_embedded_stack_waits_for_ready_and_stops_in_order(worker_script: Path, log: Path) -> None:
+def test_embedded_stack_waits_for_ready_and_stops_in_order(
+    worker_script: Path, log: WorkerLog
+) -> None:
     settings = Settings().with_overrides(bus__block_ms=150)
     stack = make_stack(
         worker_script, log, settings, workers_per_stage=2, extra_env={"TEST_PREPARE_S": "1.0"}
@@ -119,7 +116,9 @@ def test_embedded_stack_waits_for_ready_and_stops_in_order(worker_script: Path, 
         assert {s: len(p) for s, p in procs.items()} == {"alpha": 2, "beta": 2}
         assert all(p.poll() is None for ps in procs.values() for p in ps)
         client = redis_sync.Redis.from_url(url)
-        wait_until(lambda: {g["name"] for g in client.xinfo_groups("ss:sessions")} >= {b"alpha", b"beta"})
+        wait_until(
+            lambda: {g["name"] for g in client.xinfo_groups("ss:sessions")} >= {b"alpha", b"beta"}
+        )
         client.close()
         assert f"worker alpha {url} 150" in log.read_text()
     # Leaving: SIGTERM, every worker drained and exited 0; then Redis went away.
@@ -130,7 +129,7 @@ def test_embedded_stack_waits_for_ready_and_stops_in_order(worker_script: Path, 
 
 
 def test_a_dead_worker_is_restarted_but_a_killed_one_waits_for_start(
-    worker_script: Path, log: Path, redis_server
+    worker_script: Path, log: WorkerLog, redis_server
 ) -> None:
     with make_stack(worker_script, log, redis_url=redis_server.url) as stack:
         assert not stack.embedded and stack.url == redis_server.url
@@ -156,7 +155,9 @@ def test_a_dead_worker_is_restarted_but_a_killed_one_waits_for_start(
             stack.start("gamma")
 
 
-def test_a_worker_that_cannot_start_fails_the_stack_fast(worker_script: Path, log: Path) -> None:
+def test_a_worker_that_cannot_start_fails_the_stack_fast(
+    worker_script: Path, log: WorkerLog
+) -> None:
     stack = make_stack(worker_script, log, extra_env={"TEST_FAIL": "beta"}, ready_timeout_s=60)
     began = time.monotonic()
     with pytest.raises(StackError, match=r"beta\[0\] exited with code 5"):
@@ -166,7 +167,7 @@ def test_a_worker_that_cannot_start_fails_the_stack_fast(worker_script: Path, lo
     assert all(p.poll() is not None for ps in stack.processes.values() for p in ps)
 
 
-def test_an_unreachable_redis_url_is_refused(worker_script: Path, log: Path) -> None:
+def test_an_unreachable_redis_url_is_refused(worker_script: Path, log: WorkerLog) -> None:
     url = f"redis://127.0.0.1:{free_port()}/0"
     with pytest.raises(RedisUnreachable, match="cannot reach Redis"):
         make_stack(worker_script, log, redis_url=url).open()

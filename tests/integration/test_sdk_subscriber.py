@@ -53,18 +53,44 @@ def conversation() -> list[Event]:
     )  # fmt: skip
     return [
         Ready(session_id=SID, id="ready", payload=ReadyPayload(config=SessionConfig())),
-        PartialSegment(session_id=SID, id="seg-0", revision=1, payload=seg("seg-0", "hel", 0, 1, False)),
-        PartialSegment(session_id=SID, id="seg-0", revision=2, payload=seg("seg-0", "hello wor", 0, 2, False)),
-        SegmentFinalized(session_id=SID, id="seg-0", revision=3, payload=seg("seg-0", "hello world", 0, 3, True)),
-        Error(session_id=SID, id="error:ingest:gap:4", payload=ErrorPayload(code="gap", message="frames 4-5 missing", stage="ingest")),
-        SegmentFinalized(session_id=SID, id="seg-1", revision=1, payload=seg("seg-1", "again", 1, 1, True)),
+        PartialSegment(
+            session_id=SID, id="seg-0", revision=1, payload=seg("seg-0", "hel", 0, 1, False)
+        ),
+        PartialSegment(
+            session_id=SID, id="seg-0", revision=2, payload=seg("seg-0", "hello wor", 0, 2, False)
+        ),
+        SegmentFinalized(
+            session_id=SID, id="seg-0", revision=3, payload=seg("seg-0", "hello world", 0, 3, True)
+        ),
+        Error(
+            session_id=SID,
+            id="error:ingest:gap:4",
+            payload=ErrorPayload(code="gap", message="frames 4-5 missing", stage="ingest"),
+        ),
+        SegmentFinalized(
+            session_id=SID, id="seg-1", revision=1, payload=seg("seg-1", "again", 1, 1, True)
+        ),
         TurnUpdated(session_id=SID, id="turn-0", payload=turn),
-        SemanticUpdate(session_id=SID, id="sem:turn-0", payload=SemanticAnnotation(turn=turn, keywords=["hello"])),
-        AnalyticsSnapshot(session_id=SID, id="analytics", payload=AnalyticsPayload(
-            speakers=[SpeakerStats(speaker_id="spk_0", talk_time_s=2.0, talk_ratio=1.0)],
-            turn_count=1, turns_final=True)),
-        Done(session_id=SID, id="done", payload=DonePayload(duration_s=2.0, segments=2, model="tiny.en")),
-    ]  # fmt: skip
+        SemanticUpdate(
+            session_id=SID,
+            id="sem:turn-0",
+            payload=SemanticAnnotation(turn=turn, keywords=["hello"]),
+        ),
+        AnalyticsSnapshot(
+            session_id=SID,
+            id="analytics",
+            payload=AnalyticsPayload(
+                speakers=[SpeakerStats(speaker_id="spk_0", talk_time_s=2.0, talk_ratio=1.0)],
+                turn_count=1,
+                turns_final=True,
+            ),
+        ),
+        Done(
+            session_id=SID,
+            id="done",
+            payload=DonePayload(duration_s=2.0, segments=2, model="tiny.en"),
+        ),
+    ]
 
 
 EXPECTED_CALLS = [

@@ -19,7 +19,9 @@ PROV = AsrProvenance(model="tiny.en", device="cpu", compute_type="int8", beam_si
 
 def words(text: str, start: float = 0.0, step: float = 0.3) -> list[Word]:
     return [
-        Word(word=" " + w, start=start + i * step, end=start + (i + 1) * step - 0.05, probability=0.9)
+        Word(
+            word=" " + w, start=start + i * step, end=start + (i + 1) * step - 0.05, probability=0.9
+        )
         for i, w in enumerate(text.split())
     ]
 
@@ -43,7 +45,9 @@ class Feeder:
     def audio(self, seconds: float, channel: int = 0) -> None:
         samples = np.zeros(int(seconds * SR), dtype=np.float32)
         self.n += 1
-        self.t.feed(f"{self.n}-0", AudioChunk(channel=channel, pos=self.pos, pcm=float_to_pcm(samples)))
+        self.t.feed(
+            f"{self.n}-0", AudioChunk(channel=channel, pos=self.pos, pcm=float_to_pcm(samples))
+        )
         self.pos += len(samples)
 
     def vad(self, state: str, at: float | None = None, channel: int = 0) -> None:
@@ -84,7 +88,7 @@ def test_partials_every_interval_then_final_from_covering_hypothesis() -> None:
     (final,) = t.take_outputs()
     assert not final.segment.partial and final.segment.text == "good morning everyone"
     assert final.segment.revision == 3 and final.checkpoint is not None
-    assert t.decodes == 2, "the final reused the covering hypothesis"
+    assert t.decodes == 2, "the final reused the covering (pause-time, beam) hypothesis"
     f.end()
     assert t.finished
 
@@ -115,7 +119,9 @@ def test_noise_only_utterance_publishes_nothing() -> None:
     req = t.next_request()
     t.on_result(req, Hypothesis(words=[]))
     f.vad("end")
-    assert t.next_request() is None, "the empty hypothesis covered the utterance"
+    req = t.next_request()
+    assert req is not None and req.kind == "final", "a greedy partial is never reused as final"
+    t.on_result(req, Hypothesis(words=[]))
     assert t.take_outputs() == []
     f.end()
     assert t.finished
@@ -139,7 +145,9 @@ def test_cap_cuts_at_a_stable_word_and_keeps_going() -> None:
     assert final.segment.end <= req.end_pos / SR - 1.0
     assert final.segment.text.startswith("one two")
     track = t.tracks[0]
-    assert track.utt_start == round(final.segment.words[-1].end * SR), "next segment starts at the cut"
+    assert track.utt_start == round(final.segment.words[-1].end * SR), (
+        "next segment starts at the cut"
+    )
     assert final.checkpoint["tracks"]["0"]["open_start"] == track.utt_start
 
 
@@ -237,3 +245,26 @@ def test_next_utterance_starting_while_the_previous_finalizes_is_not_lost() -> N
     f.audio(1.1)
     req = t.next_request()
     assert req is not None and req.seg_id == f"seg-0-{int(2.0 * SR)}"
+
+
+def test_utterances_passing_while_a_final_waits_are_queued_in_order() -> None:
+    t = tracker()
+    f = Feeder(t)
+    f.vad("start", at=0.0)
+    f.audio(1.0)
+    f.vad("end")
+    assert t.pending() == "final"
+    # The decode slot is busy elsewhere: two whole utterances come and go meanwhile.
+    for _ in range(2):
+        f.audio(0.5)
+        f.vad("start")
+        f.audio(1.0)
+        f.vad("end")
+    texts = []
+    while (req := t.next_request()) is not None:
+        assert req.kind == "final"
+        t.on_result(req, Hypothesis(words=words(f"utterance {req.start_pos}", 0.0)))
+        texts += [o.segment.text for o in t.take_outputs() if o.final]
+    assert texts == ["utterance 0", f"utterance {int(1.5 * SR)}", f"utterance {int(3.0 * SR)}"]
+    f.end()
+    assert t.finished

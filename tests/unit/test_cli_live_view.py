@@ -81,4 +81,6 @@ def test_tty_redraws_one_line_in_place_and_prints_finals_above_it() -> None:
         for line in chunk.split("\n"):
             assert len(line) <= 59
     assert "\n[0.0s spk_1] final words\n" in text.replace("\r\x1b[2K", "\n")
+    # A partial too long for the line keeps its newest words.
+    assert "0 finals) ...too long to fit on the line\r" in text
     assert text.endswith("pushed 1.0/10.0s, 1 finals, last final latency 1.00s\n")

@@ -46,9 +46,7 @@ def test_split_frames_gives_exact_frames_and_a_short_tail_without_losing_samples
     assert [len(f) for f in frames] == [320 * channels * 2] * 5 + [160 * channels * 2]
     expected = to_s16(np.concatenate(blocks)).tobytes()  # interleaved (samples, channels)
     assert b"".join(frames) == expected
-    assert sum(frame_duration_s(f, 16000, channels) for f in frames) == pytest.approx(
-        total / 16000
-    )
+    assert sum(frame_duration_s(f, 16000, channels) for f in frames) == pytest.approx(total / 16000)
 
 
 def test_split_frames_of_nothing_is_nothing() -> None:

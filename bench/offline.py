@@ -1,0 +1,59 @@
+"""Offline baseline: the same model transcribing each whole recording in one call."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+from bench.reference import Reference, word_errors
+from services.asr.decoder import SAMPLE_RATE, WhisperDecoder
+from shared.settings import AsrSettings
+
+
+def load_channels(ref: Reference) -> list[np.ndarray]:
+    """16 kHz float32 audio: one array per channel for stereo, the mono mix otherwise."""
+    audio, rate = sf.read(str(ref.path), dtype="float32", always_2d=True)
+    if rate != SAMPLE_RATE:
+        audio = soxr.resample(audio, rate, SAMPLE_RATE)
+    if ref.stereo:
+        return [np.ascontiguousarray(audio[:, ch]) for ch in range(audio.shape[1])]
+    return [np.ascontiguousarray(audio.mean(axis=1))]
+
+
+def transcribe(decoder: WhisperDecoder, audio: np.ndarray) -> str:
+    """faster-whisper's own long-form transcription, defaults except beam 1 (as streaming)."""
+    segments, _info = decoder.model.transcribe(
+        audio, language="en", beam_size=decoder.settings.beam_size, vad_filter=False
+    )
+    return " ".join(s.text.strip() for s in segments)
+
+
+def offline_results(refs: Sequence[Reference], settings: AsrSettings) -> dict[str, Any]:
+    """Per file: offline WER (per channel pooled for stereo), text, and decode wall time."""
+    decoder = WhisperDecoder(settings)
+    out: dict[str, Any] = {
+        "model": decoder.model_name,
+        "device": decoder.device,
+        "compute_type": decoder.compute_type,
+        "beam_size": settings.beam_size,
+        "files": {},
+    }
+    for ref in refs:
+        channels = load_channels(ref)
+        started = time.perf_counter()
+        texts = [transcribe(decoder, audio) for audio in channels]
+        wall_s = time.perf_counter() - started
+        errors = word_errors(ref.texts(), texts)
+        out["files"][ref.name] = {
+            "wer": errors.as_dict(),
+            "wer_mode": "per-channel, pooled" if ref.stereo else "mono",
+            "wall_s": round(wall_s, 3),
+            "rtf": round(wall_s / ref.duration_s, 4),
+            "hypothesis": texts,
+        }
+    return out

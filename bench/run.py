@@ -1,0 +1,327 @@
+"""`make bench`: the real pipeline (redis-server + worker processes) on real-time sessions.
+
+Runs each recording alone (N=1), then N = 2.. concurrent sessions with staggered
+starts, then the offline baseline; prints tables and writes JSON + Markdown results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from bench.analysis import pooled_latencies, session_result, streaming_hypotheses
+from bench.machine import machine_info, system_busy_s
+from bench.offline import offline_results
+from bench.reference import Reference, default_files, load_reference, word_errors
+from bench.report import cpu_table, decode_table, files_table, markdown, sweep_table
+from bench.session import SessionRecord, run_session
+from bench.stack import BenchStack
+from shared.bus import connect
+from shared.settings import ENV_PREFIX, AsrSettings, BusSettings, Settings
+
+RESULTS = Path(__file__).parent / "results"
+# The budget a real-time UI gives a final (latency of a line appearing as final).
+P95_LIMIT_S = 3.0
+_PROGRESS_EVERY_S = 5.0
+# The machine is "quiet" when processes outside the benchmark use less than this.
+_QUIET_CORES = 0.3
+_QUICK_FILE = "meeting_b"
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
+    p.add_argument("--quick", action="store_true", help="one file, N=1 only (a fast check)")
+    p.add_argument("--files", nargs="+", metavar="FILE", help="recordings with a sibling .json")
+    p.add_argument("--max-sessions", type=int, default=4, metavar="N", help="sweep up to N (4)")
+    p.add_argument("--speed", type=float, default=1.0, metavar="X", help="x real time (1.0)")
+    p.add_argument("--stagger", type=float, default=1.0, metavar="S", help="start gap (1.0 s)")
+    p.add_argument("--compute-type", default=None, help="asr compute type (default: the worker's)")
+    p.add_argument("--no-offline", action="store_true", help="skip the offline WER baseline")
+    p.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="before each run, wait up to S s for other processes to leave the CPU (30)",
+    )
+    p.add_argument("--out", type=Path, help="JSON path (latest.json; quick.json with --quick)")
+    args = p.parse_args(argv)
+    if args.max_sessions < 1 or args.speed <= 0 or args.stagger < 0:
+        p.error("--max-sessions must be >= 1, --speed > 0, --stagger >= 0")
+    return args
+
+
+def plan(refs: list[Reference], args: argparse.Namespace) -> list[tuple[str, list[Reference]]]:
+    """(label, recordings) per run: each file alone, then N concurrent sessions."""
+    if args.quick:
+        return [(f"N=1 {refs[0].name}", refs[:1])]
+    runs = [(f"N=1 {ref.name}", [ref]) for ref in refs]
+    for n in range(2, args.max_sessions + 1):
+        runs.append((f"N={n}", [refs[i % len(refs)] for i in range(n)]))
+    return runs
+
+
+async def wait_for_quiet(stack: BenchStack, max_wait_s: float) -> float:
+    """Wait (up to `max_wait_s`) until other processes use < _QUIET_CORES; returns their load."""
+    deadline = time.monotonic() + max_wait_s
+    while True:
+        ours, machine, t0 = sum(stack.cpu().values()), system_busy_s(), time.monotonic()
+        await asyncio.sleep(2.0)
+        elapsed = time.monotonic() - t0
+        other = (system_busy_s() - machine - (sum(stack.cpu().values()) - ours)) / elapsed
+        if other < _QUIET_CORES or time.monotonic() >= deadline:
+            return max(other, 0.0)
+        print(
+            f"  other processes busy {other:.2f} cores; waiting for a quieter machine", flush=True
+        )
+
+
+async def run_group(
+    stack: BenchStack, label: str, refs: list[Reference], args: argparse.Namespace
+) -> tuple[dict[str, Any], list[SessionRecord]]:
+    """Run `refs` as concurrent sessions; CPU and decode counters are diffed around it."""
+    other_before = await wait_for_quiet(stack, args.quiet_wait)
+    redis = connect(BusSettings(redis_url=stack.url))
+    tag = label.replace("=", "").replace(" ", "-")
+    records = [
+        SessionRecord(ref, session_id=f"bench-{tag}-{i}-{int(time.time())}")
+        for i, ref in enumerate(refs)
+    ]
+    print(f"\n== {label}: {len(refs)} session(s) at x{args.speed}", flush=True)
+    cpu_before, decode_before = stack.cpu(), stack.workers["asr"].metrics()
+    machine_before = system_busy_s()
+    started = time.monotonic()
+    printer = asyncio.create_task(
+        _print_progress(stack, label, records, started, cpu_before, machine_before)
+    )
+    try:
+        await asyncio.gather(
+            *(
+                run_session(redis, r, speed=args.speed, delay_s=i * args.stagger)
+                for i, r in enumerate(records)
+            )
+        )
+    finally:
+        printer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await printer
+        await redis.aclose()
+    wall_s = time.monotonic() - started
+    stack.check_alive()
+    cpu_after, decode_after = stack.cpu(), stack.workers["asr"].metrics()
+    ours_s = sum(cpu_after[p] - cpu_before[p] for p in cpu_after)
+    # Whatever else ran on the machine meanwhile competed for the same cores.
+    other_s = max(0.0, system_busy_s() - machine_before - ours_s)
+    audio_s = sum(r.reference.duration_s for r in records)
+    result = {
+        "label": label,
+        "n": len(records),
+        "files": [r.reference.name for r in records],
+        "wall_s": round(wall_s, 2),
+        "audio_s": round(audio_s, 3),
+        **pooled_latencies(records),
+        "cpu": {
+            proc: {
+                "cpu_s": round(cpu_after[proc] - cpu_before[proc], 2),
+                "per_audio_s": round((cpu_after[proc] - cpu_before[proc]) / audio_s, 4),
+                "of_one_core": round((cpu_after[proc] - cpu_before[proc]) / wall_s, 4),
+            }
+            for proc in cpu_after
+        },
+        "other_processes_cores": round(other_s / wall_s, 3),
+        "other_processes_cores_before": round(other_before, 3),
+        "decode": _decode_stats(decode_before, decode_after, wall_s),
+        "sessions": [session_result(r) for r in records],
+    }
+    for r in records:
+        print("  " + r.progress_line(), flush=True)
+    lat = pooled_latencies(records)["final_latency_s"]
+    asr_cpu = (cpu_after["asr"] - cpu_before["asr"]) / audio_s
+    print(
+        f"   finals p50 {lat['p50']} s  p95 {lat['p95']} s  max {lat['max']} s  "
+        f"asr CPU {asr_cpu:.3f} s/audio s; other processes busy "
+        f"{result['other_processes_cores']:.2f} cores",
+        flush=True,
+    )
+    return result, records
+
+
+async def _print_progress(
+    stack: BenchStack,
+    label: str,
+    records: list[SessionRecord],
+    started: float,
+    cpu_before: dict[str, float],
+    machine_before: float,
+) -> None:
+    while True:
+        await asyncio.sleep(_PROGRESS_EVERY_S)
+        elapsed = time.monotonic() - started
+        cpu = stack.cpu()
+        used = {p: (cpu[p] - cpu_before[p]) / elapsed for p in cpu}
+        other = (system_busy_s() - machine_before) / elapsed - sum(used.values())
+        print(
+            f"  [{label} +{elapsed:4.0f}s] cores busy: ingest {used['ingest']:.2f}, "
+            f"asr {used['asr']:.2f}, other processes {max(other, 0.0):.2f}",
+            flush=True,
+        )
+        for r in records:
+            print("    " + r.progress_line(), flush=True)
+
+
+def _decode_stats(
+    before: dict[str, float], after: dict[str, float], wall_s: float
+) -> dict[str, Any]:
+    kinds: dict[str, Any] = {}
+    for key, value in after.items():
+        if not key.startswith("streamscribe_asr_decode_seconds_count{"):
+            continue
+        kind = key.split("kind=", 1)[1].rstrip("}")
+        sum_key = key.replace("_count{", "_sum{")
+        count = int(value - before.get(key, 0.0))
+        seconds = after.get(sum_key, 0.0) - before.get(sum_key, 0.0)
+        if count:
+            kinds[kind] = {
+                "count": count,
+                "seconds": round(seconds, 3),
+                "mean_s": round(seconds / count, 4),
+            }
+    total = sum(k["seconds"] for k in kinds.values())
+    return {"kinds": kinds, "seconds": round(total, 3), "busy": round(total / wall_s, 4)}
+
+
+def sweep(
+    runs: list[dict[str, Any]], records: dict[str, list[SessionRecord]]
+) -> list[dict[str, Any]]:
+    """Runs grouped by N (the N=1 runs of every file pool into one level)."""
+    levels = []
+    for n in sorted({r["n"] for r in runs}):
+        group = [r for r in runs if r["n"] == n]
+        recs = [rec for r in group for rec in records[r["label"]]]
+        audio_s = sum(r["audio_s"] for r in group)
+        cpu = {
+            proc: round(sum(r["cpu"][proc]["cpu_s"] for r in group) / audio_s, 4)
+            for proc in group[0]["cpu"]
+        }
+        sessions = [s for r in group for s in r["sessions"]]
+        wer = word_errors(
+            [t for rec in recs for t in rec.reference.texts()],
+            [
+                t
+                for rec in recs
+                if rec.reducer
+                for t in streaming_hypotheses(rec.reducer, rec.reference)
+            ],
+        )
+        pooled = pooled_latencies(recs)
+        p95 = pooled["final_latency_s"]["p95"]
+        complete = all(s["completed"] for s in sessions)
+        levels.append(
+            {
+                "n": n,
+                "files": [s["file"] for s in sessions] if n > 1 else ["each alone"],
+                **pooled,
+                "utterances_without_final": sum(s["utterances_without_final"] for s in sessions),
+                "all_completed": complete,
+                "cpu_per_audio_s": cpu,
+                "decode_busy": round(
+                    sum(r["decode"]["seconds"] for r in group) / sum(r["wall_s"] for r in group), 4
+                ),
+                "wer_streaming": round(wer.wer, 4),
+                "other_processes_cores": round(
+                    sum(r["other_processes_cores"] * r["wall_s"] for r in group)
+                    / sum(r["wall_s"] for r in group),
+                    3,
+                ),
+                "ok": complete and p95 is not None and p95 < P95_LIMIT_S,
+            }
+        )
+    return levels
+
+
+def max_ok(levels: list[dict[str, Any]]) -> int:
+    """Largest N such that every level up to it keeps final p95 under the limit."""
+    best = 0
+    for level in levels:
+        if not level["ok"]:
+            break
+        best = level["n"]
+    return best
+
+
+async def streaming(
+    refs: list[Reference], args: argparse.Namespace, log_dir: Path
+) -> tuple[list[dict[str, Any]], dict[str, list[SessionRecord]]]:
+    env = {f"{ENV_PREFIX}ASR_COMPUTE_TYPE": args.compute_type} if args.compute_type else {}
+    print("starting redis-server + ingest and asr workers (model load) ...", flush=True)
+    runs: list[dict[str, Any]] = []
+    records: dict[str, list[SessionRecord]] = {}
+    with BenchStack(log_dir, extra_env=env) as stack:
+        print(f"workers ready; logs in {log_dir}", flush=True)
+        for label, group in plan(refs, args):
+            result, recs = await run_group(stack, label, group, args)
+            runs.append(result)
+            records[label] = recs
+    return runs, records
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    files = args.files or default_files()
+    refs = [load_reference(f) for f in files]
+    if args.quick and not args.files:
+        refs = [r for r in refs if r.name == _QUICK_FILE] or refs[:1]
+    out = args.out or RESULTS / ("quick.json" if args.quick else "latest.json")
+    log_dir = Path("out") / "bench"
+    started = time.monotonic()
+    runs, records = asyncio.run(streaming(refs, args, log_dir))
+    asr = AsrSettings(compute_type=args.compute_type or AsrSettings().compute_type)
+    offline = None
+    if not args.no_offline:
+        print("\n== offline baseline: faster-whisper transcribe on each whole file", flush=True)
+        offline = offline_results(refs, asr)
+    levels = sweep(runs, records)
+    first = runs[0]["sessions"][0]
+    results: dict[str, Any] = {
+        "machine": machine_info(),
+        "config": {
+            "model": first.get("model"),
+            "device": first.get("device"),
+            "compute_type": first.get("compute_type"),
+            "beam_size": first.get("beam_size"),
+            "speed": args.speed,
+            "stagger_s": args.stagger,
+            "quick": args.quick,
+            "p95_limit_s": P95_LIMIT_S,
+            "worker_settings": asdict(Settings.from_env({})),
+        },
+        "runs": runs,
+        "sweep": levels,
+        "max_sessions_ok": max_ok(levels),
+        "offline": offline,
+        "bench_wall_s": round(time.monotonic() - started, 1),
+    }
+    results["config"]["worker_settings"].pop("worker_name", None)
+    print(
+        "\n"
+        + "\n\n".join(
+            [files_table(results), sweep_table(results), cpu_table(results), decode_table(results)]
+        )
+    )
+    print(f"\nlargest N with final p95 < {P95_LIMIT_S:.0f} s: {results['max_sessions_ok']}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=1) + "\n")
+    out.with_suffix(".md").write_text(markdown(results))
+    print(f"wrote {out} and {out.with_suffix('.md')} ({results['bench_wall_s']:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

