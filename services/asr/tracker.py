@@ -17,8 +17,7 @@ from shared.audio_log import pcm_to_float
 from shared.schemas import AsrProvenance, AudioChunk, AudioEntry, EndMark, Segment, VadMark, Word
 
 SR = 16_000
-# A hypothesis counts as covering the utterance if it decoded audio to within this of
-# the VAD end (the end mark carries the speech pad, so the last words are inside).
+# Words that start this far past the utterance end belong to the next one.
 _COVER_TOLERANCE = int(0.2 * SR)
 # Audio kept before an utterance opens, for the VAD's pre-pad.
 _PREROLL = SR
@@ -110,6 +109,7 @@ class SessionTracker:
         max_utterance_s: float,
         prompt_chars: int,
         channels_as_speakers: bool,
+        speech_pad_s: float = 0.12,
         provenance: AsrProvenance,
         checkpoint: dict[str, Any] | None = None,
     ) -> None:
@@ -117,6 +117,10 @@ class SessionTracker:
         self.partial_interval = int(partial_interval_s * SR)
         self.max_utterance = int(max_utterance_s * SR)
         self.prompt_chars = prompt_chars
+        # Ingest puts the end mark at (pause position + speech pad). Decoding exactly that
+        # span at a pause makes the reused hypothesis the same decode a final would run,
+        # so a final is a function of the audio log alone: identical after a takeover.
+        self.speech_pad = int(speech_pad_s * SR)
         self.channels_as_speakers = channels_as_speakers
         self.provenance = provenance
         self.tracks: dict[int, Track] = {}
@@ -252,11 +256,20 @@ class SessionTracker:
         if t.pos - t.utt_start >= self.max_utterance:
             return "cut"
         new_audio = t.pos - t.last_decoded_pos
-        if t.pause_pos is not None and t.last_decoded_pos < t.pause_pos:
+        if self._pause_span(t) is not None:
             return "partial"  # speech paused: decode now so the final needs no decode
         if new_audio >= self.partial_interval:
             return "partial"
         return None
+
+    def _pause_span(self, t: Track) -> int | None:
+        """End of the would-be utterance at a pause, once its audio is all here."""
+        if t.pause_pos is None:
+            return None
+        end = t.pause_pos + self.speech_pad
+        if t.last_decoded_pos == end or t.pos < end:
+            return None
+        return end
 
     def next_request(self) -> DecodeRequest | None:
         """Build the most urgent request from the newest audio (stale partials coalesce)."""
@@ -270,8 +283,13 @@ class SessionTracker:
             return None
         _, t, kind = best
         assert t.utt_start is not None
-        end = t.utt_end if kind == "final" and t.utt_end is not None else t.pos
-        paused = t.pause_pos is not None and t.last_decoded_pos < t.pause_pos
+        pause_end = self._pause_span(t) if kind == "partial" else None
+        if kind == "final" and t.utt_end is not None:
+            end = t.utt_end
+        elif pause_end is not None:
+            end = pause_end
+        else:
+            end = t.pos
         t.in_flight = kind
         return DecodeRequest(
             channel=t.channel,
@@ -282,7 +300,7 @@ class SessionTracker:
             audio=t.audio(t.utt_start, end),
             prompt=t.committed_text[-self.prompt_chars :],
             generation=t.generation,
-            final_quality=kind != "partial" or paused,
+            final_quality=kind != "partial" or pause_end is not None,
         )
 
     def on_result(self, req: DecodeRequest, hyp: Hypothesis) -> None:
@@ -311,10 +329,8 @@ class SessionTracker:
         """VAD closed the utterance: reuse the last hypothesis if it covered the audio."""
         if t.utt_end is None or t.in_flight is not None or t.last_hyp is None:
             return False
-        if not t.last_hyp_final_quality:
-            return False
-        if t.last_decoded_pos < t.utt_end - _COVER_TOLERANCE:
-            return False
+        if not t.last_hyp_final_quality or t.last_decoded_pos != t.utt_end:
+            return False  # only the very decode a final would run may stand in for it
         self._finalize(t, t.last_hyp, t.utt_end)
         return True
 

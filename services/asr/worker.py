@@ -56,6 +56,7 @@ class AsrHandler:
             max_utterance_s=self.settings.asr.max_utterance_s,
             prompt_chars=self.settings.asr.prompt_chars,
             channels_as_speakers=config.channels_as_speakers,
+            speech_pad_s=self.settings.ingest.vad_speech_pad_ms / 1000,
             provenance=self.decoder.provenance(language, 0),
             checkpoint=checkpoint,
         )

@@ -113,3 +113,41 @@ def test_transcript_cli_writes_v2_json(
     assert transcript.meta.complete and transcript.meta.stream.stream_version == 1
     assert transcript.text == transcript_text(sessions["conv_short"])
     assert all(not s.partial for s in transcript.segments)
+
+
+def test_redis_cli_producer_from_protocol_doc_gets_a_transcript(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """Runs the producer block of docs/PROTOCOL.md verbatim, with redis-cli only."""
+    import os
+    import re
+    import subprocess
+
+    import soundfile as sf
+
+    from tests.support.pipeline import FIXTURES, redis_cli
+
+    doc = (Path(__file__).parents[2] / "docs" / "PROTOCOL.md").read_text()
+    block = re.search(r"<!-- producer:begin -->\n```bash\n(.*?)```", doc, re.S)
+    assert block, "docs/PROTOCOL.md lost its producer example"
+    audio, rate = sf.read(FIXTURES / "conv_short.flac", dtype="int16")
+    assert rate == 16000
+    raw = tmp_path / "audio.raw"
+    raw.write_bytes(audio.tobytes())
+    cli_dir = str(Path(redis_cli()).parent)
+    env = {
+        **os.environ,
+        "PATH": f"{cli_dir}:{os.environ['PATH']}",
+        "STREAMSCRIBE_REDIS_URL": stack.url,
+        "SID": "from-redis-cli",
+        "AUDIO": str(raw),
+    }
+    subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", block.group(1)], env=env, check=True, timeout=120
+    )
+    events = asyncio.run(collect(stack.url, "from-redis-cli"))
+    assert_consistent(events)
+    ref = reference_text("conv_short")
+    assert wer(ref, transcript_text(events)) <= wer(ref, offline_text("conv_short")) + allowed_gap(
+        ref
+    )

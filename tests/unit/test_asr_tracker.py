@@ -77,14 +77,18 @@ def test_partials_every_interval_then_final_from_covering_hypothesis() -> None:
 
     f.audio(0.3)
     assert t.pending() is None
+    pause_at = f.pos / SR
     f.vad("pause")
+    assert t.pending() is None, "the pause span (pause + pad) has not arrived yet"
+    f.audio(0.12)
     req = t.next_request()
     assert req is not None and req.kind == "partial", "a pause triggers a decode at once"
+    assert req.final_quality and req.end_pos == int(round((pause_at + 0.12) * SR))
     t.on_result(req, Hypothesis(words=words("good morning everyone", 0.0)))
     (out,) = t.take_outputs()
     assert out.segment.stable_chars == len("good morning")
-    f.audio(0.4)
-    f.vad("end", at=f.pos / SR - 0.3)
+    f.audio(0.3)
+    f.vad("end", at=pause_at + 0.12)
     (final,) = t.take_outputs()
     assert not final.segment.partial and final.segment.text == "good morning everyone"
     assert final.segment.revision == 3 and final.checkpoint is not None
@@ -268,3 +272,23 @@ def test_utterances_passing_while_a_final_waits_are_queued_in_order() -> None:
     assert texts == ["utterance 0", f"utterance {int(1.5 * SR)}", f"utterance {int(3.0 * SR)}"]
     f.end()
     assert t.finished
+
+
+def test_final_decodes_the_exact_span_when_the_end_differs_from_the_pause_span() -> None:
+    t = tracker()
+    f = Feeder(t)
+    f.vad("start", at=0.0)
+    f.audio(1.0)
+    f.vad("pause")
+    f.audio(0.2)
+    req = t.next_request()
+    t.on_result(req, Hypothesis(words=words("hello", 0.0)))
+    t.take_outputs()
+    f.audio(0.5)
+    f.vad("end", at=1.5)  # speech went on a little: not the span decoded at the pause
+    req = t.next_request()
+    assert (
+        req is not None
+        and req.kind == "final"
+        and (req.start_pos, req.end_pos) == (0, int(1.5 * SR))
+    )
