@@ -310,7 +310,7 @@ class IngestSession:
                 for seq, (entry, data) in sorted(self.reorder.buffered.items())
             ],
             "tracks": [
-                {"channel": t, "pos": pos, "vad": self.vads[t].state.to_dict()}
+                {"channel": t, "pos": pos, "vad": self.vads[t].snapshot().to_dict()}
                 for t, pos in sorted(self.positions.items())
             ],
             "errors": dict(self.error_counts),

@@ -65,7 +65,12 @@ class SileroModel:
 
 @dataclass(slots=True)
 class VadState:
-    """The mark-deciding state of one track (checkpointed; the model state is not)."""
+    """The whole state of one track's VAD, checkpointed so a resume continues bit-exactly.
+
+    The recurrent model state, the window context and the samples waiting for a full
+    window ride along: without them a resumed VAD places later marks a few ms apart,
+    and the asr then decodes different spans than a fault-free run would.
+    """
 
     phase: Phase = "silence"
     # Start of the next window, in samples of the track.
@@ -76,6 +81,9 @@ class VadState:
     silence_since: int | None = None
     # Position of the last `end` mark: a new `start` never reaches back before it.
     last_end: int = 0
+    model_state: list[float] | None = None
+    context: list[float] | None = None
+    pending: list[float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -103,9 +111,26 @@ class StreamingVad:
         self.min_silence = settings.vad_min_silence_ms * ms
         self.min_speech = settings.vad_min_speech_ms * ms
         self.pad = settings.vad_speech_pad_ms * ms
-        self._model_state = model.initial_state()
-        self._context = np.zeros(CONTEXT, np.float32)
-        self._pending = np.zeros(0, np.float32)
+        initial = model.initial_state()
+        st = self.state
+        self._model_state = (
+            np.asarray(st.model_state, np.float32).reshape(initial.shape)
+            if st.model_state is not None
+            else initial
+        )
+        self._context = (
+            np.asarray(st.context, np.float32)
+            if st.context is not None
+            else np.zeros(CONTEXT, np.float32)
+        )
+        self._pending = np.asarray(st.pending or [], np.float32)
+
+    def snapshot(self) -> VadState:
+        """The state to checkpoint, model state and buffered samples included."""
+        self.state.model_state = self._model_state.ravel().tolist()
+        self.state.context = self._context.tolist()
+        self.state.pending = self._pending.tolist()
+        return self.state
 
     @property
     def in_speech(self) -> bool:

@@ -59,6 +59,14 @@ def normalize(text: str) -> str:
     return " ".join(re.sub(r"[^a-z0-9' ]+", " ", text.lower().replace("-", " ")).split())
 
 
+def allowed_gap(ref: str) -> float:
+    """Two WER points, but never less than one word: on a 40-word fixture one word is 2.5
+    points, and which of two near-homophones tiny.en picks can flip with the exact audio
+    span (measured: "renew"/"review" on conv_short). The 2-point bound on 45-60 s
+    recordings is measured by `make bench` (docs/BENCHMARKS.md)."""
+    return max(0.02, 1.0 / max(1, len(ref.split()))) + 1e-9
+
+
 def wer(ref: str, hyp: str) -> float:
     return float(jiwer.wer(normalize(ref), normalize(hyp))) if normalize(ref) else float(bool(hyp))
 

@@ -83,7 +83,7 @@ def test_partials_every_interval_then_final_from_covering_hypothesis() -> None:
     f.audio(0.12)
     req = t.next_request()
     assert req is not None and req.kind == "partial", "a pause triggers a decode at once"
-    assert req.final_quality and req.end_pos == int(round((pause_at + 0.12) * SR))
+    assert req.final_quality and req.end_pos == round((pause_at + 0.12) * SR)
     t.on_result(req, Hypothesis(words=words("good morning everyone", 0.0)))
     (out,) = t.take_outputs()
     assert out.segment.stable_chars == len("good morning")

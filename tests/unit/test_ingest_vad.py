@@ -119,3 +119,25 @@ def test_speech_running_into_the_end_is_closed_within_the_audio(cut_s: float) ->
     _assert_grammar(marks)
     assert marks[-1].state == "end"
     assert marks[-1].pos <= len(clip)
+
+
+@pytest.mark.parametrize("cut_s", [1.37, 5.0, 11.2])
+def test_a_vad_resumed_from_its_snapshot_marks_exactly_like_an_uninterrupted_one(
+    cut_s: float,
+) -> None:
+    import msgspec
+
+    from services.ingest.vad import VadState
+
+    samples, _rate = load_fixture("conv_short")
+    audio = samples[:, 0]
+    settings = IngestSettings()
+    whole = StreamingVad(vad_model(), 0, settings)
+    expected = whole.feed(audio)
+    cut = int(cut_s * 16000) + 77  # not on a window boundary
+    first = StreamingVad(vad_model(), 0, settings)
+    marks = first.feed(audio[:cut])
+    saved = msgspec.json.decode(msgspec.json.encode(first.snapshot().to_dict()))
+    resumed = StreamingVad(vad_model(), 0, settings, VadState.from_dict(saved))
+    marks += resumed.feed(audio[cut:])
+    assert marks == expected
