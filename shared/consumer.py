@@ -43,6 +43,39 @@ async def session_exists(redis: aioredis.Redis, session_id: str) -> bool:
     return bool(await redis.exists(keys.events(session_id), keys.inbox(session_id)))
 
 
+async def read_event_json(
+    redis: aioredis.Redis,
+    session_id: str,
+    *,
+    from_seq: int = 1,
+    follow: bool = False,
+    block_ms: int = 1000,
+    batch: int = 500,
+) -> AsyncIterator[bytes]:
+    """Yield each event's JSON exactly as stored, in seq order; with `follow`, until `done`.
+
+    The stream entry id of an event is `<seq>-0`, so reading from a seq is a range read.
+    The raw bytes keep fields a newer writer added that this version's schema lacks.
+    """
+    stream = keys.events(session_id)
+    lower = f"{max(from_seq, 1)}-0"
+    last_id = f"{max(from_seq, 1) - 1}-0".encode()
+    while True:
+        entries = await xrange(redis, stream, min=lower, count=batch)
+        for entry_id, fields in entries:
+            last_id = entry_id
+            yield fields[b"data"]
+            if follow and fields.get(b"type") == b"done":
+                return
+        if entries:
+            lower = "(" + last_id.decode()
+            continue
+        if not follow:
+            return
+        # Block shorter than the socket timeout, then loop (STYLE.md).
+        await xread(redis, {stream: last_id.decode()}, count=1, block=block_ms)
+
+
 async def read_events(
     redis: aioredis.Redis,
     session_id: str,
@@ -52,29 +85,11 @@ async def read_events(
     block_ms: int = 1000,
     batch: int = 500,
 ) -> AsyncIterator[Event]:
-    """Yield the session's events in seq order from `from_seq`; with `follow`, until `done`.
-
-    The stream entry id of an event is `<seq>-0`, so reading from a seq is a range read.
-    """
-    stream = keys.events(session_id)
-    lower = f"{max(from_seq, 1)}-0"
-    last_id: bytes | None = None
-    while True:
-        entries = await xrange(redis, stream, min=lower, count=batch)
-        for entry_id, fields in entries:
-            last_id = entry_id
-            event = decode_event(fields[b"data"])
-            yield event
-            if follow and isinstance(event, Done):
-                return
-        if entries:
-            lower = "(" + (last_id or b"0-0").decode()
-            continue
-        if not follow:
-            return
-        start = (last_id or f"{max(from_seq, 1) - 1}-0".encode()).decode()
-        # Block shorter than the socket timeout, then loop (STYLE.md).
-        await xread(redis, {stream: start}, count=1, block=block_ms)
+    """Typed events of the session in seq order from `from_seq`; with `follow`, until `done`."""
+    async for data in read_event_json(
+        redis, session_id, from_seq=from_seq, follow=follow, block_ms=block_ms, batch=batch
+    ):
+        yield decode_event(data)
 
 
 class TranscriptReducer:

@@ -10,7 +10,7 @@ import time
 import redis.asyncio as aioredis
 
 from shared import keys
-from shared.consumer import session_exists
+from shared.consumer import read_event_json, session_exists
 from shared.schemas import Transcript
 from shared.settings import Settings
 from streamscribe.audio_file import probe
@@ -21,7 +21,7 @@ from streamscribe.cli_common import (
     open_redis,
     write_transcript,
 )
-from streamscribe.client import read_event_json, read_transcript
+from streamscribe.client import read_transcript
 from streamscribe.producer import Producer, PushProgress
 from streamscribe.status import print_status
 

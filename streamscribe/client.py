@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 from collections.abc import AsyncIterator
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
 import redis.asyncio as aioredis
 
@@ -191,39 +191,3 @@ def wait_for_done(redis_url: str, session_id: str, timeout_s: float | None = Non
             await client.aclose()
 
     return asyncio.run(main())
-
-
-async def read_event_json(
-    redis: aioredis.Redis,
-    session_id: str,
-    *,
-    from_seq: int = 1,
-    follow: bool = False,
-    block_ms: int = 1000,
-    batch: int = 500,
-) -> AsyncIterator[bytes]:
-    """Yield each event's JSON exactly as stored, in seq order; with `follow`, until `done`.
-
-    The raw bytes keep fields a newer writer added that this version's schema lacks.
-    """
-    stream = keys.events(session_id)
-    lower = f"{max(from_seq, 1)}-0"
-    last_id = f"{max(from_seq, 1) - 1}-0".encode()
-    while True:
-        # Clients here never decode responses: ids and fields are bytes.
-        entries = cast(
-            list[tuple[bytes, dict[bytes, bytes]]],
-            await redis.xrange(stream, min=lower, max="+", count=batch),
-        )
-        for entry_id, fields in entries:
-            last_id = entry_id
-            yield fields[b"data"]
-            if follow and fields.get(b"type") == b"done":
-                return
-        if entries:
-            lower = "(" + last_id.decode()
-            continue
-        if not follow:
-            return
-        # Block shorter than the socket timeout, then loop (STYLE.md).
-        await redis.xread({stream: last_id.decode()}, count=1, block=block_ms)
