@@ -129,7 +129,9 @@ async def _demo(
                 session_id=sid,
                 speed=None if args.fast else args.speed,
                 channels_as_speakers=args.channels_as_speakers,
-                features=Features(diarization=True, analytics=True, semantics=True, prosody=True),
+                # No feature flags: the enrich and semantic stages do not exist yet, and
+                # the transcript's meta.stream.features must not claim what nobody made.
+                features=Features(),
                 on_started=lambda s: print(f"session: {s}", file=sys.stderr, flush=True),
                 on_progress=view.on_push_progress,
             )

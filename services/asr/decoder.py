@@ -111,6 +111,18 @@ class WhisperDecoder:
 
         `final` selects the final-quality beam; otherwise the cheaper partial beam.
         """
+        hyp = self._decode_once(audio, prompt, language, final)
+        if prompt and not hyp.words and any(r.startswith("compression") for r in hyp.dropped):
+            # A loop rejected with a prompt: the prompt is the usual trigger (seen on the
+            # demo sample), so one bounded retry without it instead of losing the speech.
+            retry = self._decode_once(audio, "", language, final)
+            retry.dropped = hyp.dropped + retry.dropped
+            return retry
+        return hyp
+
+    def _decode_once(
+        self, audio: np.ndarray, prompt: str, language: str | None, final: bool
+    ) -> Hypothesis:
         s = self.settings
         if self.english_only:
             language = "en"
@@ -146,6 +158,8 @@ class WhisperDecoder:
             logprobs.append(seg.avg_logprob)
             no_speech.append(seg.no_speech_prob)
             for w in seg.words or []:
+                if not normalize_word(w.word):
+                    continue  # a lone "." or "-" is not a word (tiny.en emits them at ends)
                 hyp.words.append(
                     Word(
                         word=w.word,

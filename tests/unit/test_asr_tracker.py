@@ -292,3 +292,9 @@ def test_final_decodes_the_exact_span_when_the_end_differs_from_the_pause_span()
         and req.kind == "final"
         and (req.start_pos, req.end_pos) == (0, int(1.5 * SR))
     )
+
+
+def test_normalized_words_drop_punctuation_only_tokens() -> None:
+    from services.asr.decoder import normalize_word
+
+    assert normalize_word(" .") == "" and normalize_word(" Don't!") == "don't"
