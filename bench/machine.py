@@ -9,7 +9,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import psutil  # type: ignore[import-untyped]  # reason: no stubs installed (types-psutil)
+import psutil
 
 from streamscribe.embedded import find_redis_server
 
@@ -67,3 +67,22 @@ def system_busy_s() -> float:
     # Linux counts guest time inside user time already; idle and iowait are not busy.
     busy = ("user", "nice", "system", "irq", "softirq", "steal")
     return float(sum(getattr(t, name, 0.0) for name in busy))
+
+
+def source_revision() -> dict[str, Any]:
+    """The git commit benchmarked, and pipeline files changed on top of it (if any)."""
+    root = Path(__file__).resolve().parent.parent
+
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(
+                ["git", *args], cwd=root, capture_output=True, text=True, timeout=10
+            ).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    changed = git("status", "--porcelain", "--", "shared", "services", "streamscribe")
+    return {
+        "commit": git("rev-parse", "HEAD") or None,
+        "uncommitted_pipeline_files": [line[3:] for line in changed.splitlines()],
+    }

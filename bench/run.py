@@ -10,21 +10,24 @@ import argparse
 import asyncio
 import contextlib
 import json
+import signal
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from bench.analysis import pooled_latencies, session_result, streaming_hypotheses
-from bench.machine import machine_info, system_busy_s
+from bench.machine import machine_info, source_revision, system_busy_s
 from bench.offline import offline_results
 from bench.reference import Reference, default_files, load_reference, word_errors
 from bench.report import cpu_table, decode_table, files_table, markdown, sweep_table
 from bench.session import SessionRecord, run_session
 from bench.stack import BenchStack
 from shared.bus import connect
-from shared.settings import ENV_PREFIX, AsrSettings, BusSettings, Settings
+from shared.settings import ENV_PREFIX, BusSettings, Settings
 
 RESULTS = Path(__file__).parent / "results"
 # The budget a real-time UI gives a final (latency of a line appearing as final).
@@ -43,19 +46,38 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--speed", type=float, default=1.0, metavar="X", help="x real time (1.0)")
     p.add_argument("--stagger", type=float, default=1.0, metavar="S", help="start gap (1.0 s)")
     p.add_argument("--compute-type", default=None, help="asr compute type (default: the worker's)")
+    p.add_argument(
+        "--worker-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a STREAMSCRIBE_* setting for the workers (repeatable); they get defaults otherwise",
+    )
     p.add_argument("--no-offline", action="store_true", help="skip the offline WER baseline")
     p.add_argument(
         "--quiet-wait",
         type=float,
-        default=30.0,
+        default=120.0,
         metavar="S",
-        help="before each run, wait up to S s for other processes to leave the CPU (30)",
+        help="wait in all up to S s, before runs, for other processes to leave the CPU (120)",
     )
     p.add_argument("--out", type=Path, help="JSON path (latest.json; quick.json with --quick)")
     args = p.parse_args(argv)
     if args.max_sessions < 1 or args.speed <= 0 or args.stagger < 0:
         p.error("--max-sessions must be >= 1, --speed > 0, --stagger >= 0")
+    for item in args.worker_env:
+        name, sep, _value = item.partition("=")
+        if not sep or not name.startswith(ENV_PREFIX):
+            p.error(f"--worker-env {item!r} is not {ENV_PREFIX}NAME=VALUE")
     return args
+
+
+def worker_env(args: argparse.Namespace) -> dict[str, str]:
+    """The settings the workers get on top of their defaults."""
+    env = dict(item.split("=", 1) for item in args.worker_env)
+    if args.compute_type:
+        env[f"{ENV_PREFIX}ASR_COMPUTE_TYPE"] = args.compute_type
+    return env
 
 
 def plan(refs: list[Reference], args: argparse.Namespace) -> list[tuple[str, list[Reference]]]:
@@ -68,9 +90,17 @@ def plan(refs: list[Reference], args: argparse.Namespace) -> list[tuple[str, lis
     return runs
 
 
-async def wait_for_quiet(stack: BenchStack, max_wait_s: float) -> float:
-    """Wait (up to `max_wait_s`) until other processes use < _QUIET_CORES; returns their load."""
-    deadline = time.monotonic() + max_wait_s
+async def wait_for_quiet(stack: BenchStack, args: argparse.Namespace) -> float:
+    """Wait until other processes use < _QUIET_CORES, spending at most what is left of
+    `args.quiet_wait` (a budget for the whole benchmark); returns their load."""
+    started = time.monotonic()
+    try:
+        return await _wait_for_quiet(stack, started + max(args.quiet_wait, 0.0))
+    finally:
+        args.quiet_wait -= time.monotonic() - started
+
+
+async def _wait_for_quiet(stack: BenchStack, deadline: float) -> float:
     while True:
         ours, machine, t0 = sum(stack.cpu().values()), system_busy_s(), time.monotonic()
         await asyncio.sleep(2.0)
@@ -87,7 +117,7 @@ async def run_group(
     stack: BenchStack, label: str, refs: list[Reference], args: argparse.Namespace
 ) -> tuple[dict[str, Any], list[SessionRecord]]:
     """Run `refs` as concurrent sessions; CPU and decode counters are diffed around it."""
-    other_before = await wait_for_quiet(stack, args.quiet_wait)
+    other_before = await wait_for_quiet(stack, args)
     redis = connect(BusSettings(redis_url=stack.url))
     tag = label.replace("=", "").replace(" ", "-")
     records = [
@@ -259,7 +289,7 @@ def max_ok(levels: list[dict[str, Any]]) -> int:
 async def streaming(
     refs: list[Reference], args: argparse.Namespace, log_dir: Path
 ) -> tuple[list[dict[str, Any]], dict[str, list[SessionRecord]]]:
-    env = {f"{ENV_PREFIX}ASR_COMPUTE_TYPE": args.compute_type} if args.compute_type else {}
+    env = worker_env(args)
     print("starting redis-server + ingest and asr workers (model load) ...", flush=True)
     runs: list[dict[str, Any]] = []
     records: dict[str, list[SessionRecord]] = {}
@@ -272,8 +302,14 @@ async def streaming(
     return runs, records
 
 
+def _interrupt(_signum: int, _frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    # SIGTERM takes the Ctrl-C path, so the workers and redis-server are stopped too.
+    signal.signal(signal.SIGTERM, _interrupt)
     files = args.files or default_files()
     refs = [load_reference(f) for f in files]
     if args.quick and not args.files:
@@ -281,8 +317,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = args.out or RESULTS / ("quick.json" if args.quick else "latest.json")
     log_dir = Path("out") / "bench"
     started = time.monotonic()
-    runs, records = asyncio.run(streaming(refs, args, log_dir))
-    asr = AsrSettings(compute_type=args.compute_type or AsrSettings().compute_type)
+    # Taken before the workers start: they run the code checked out at this moment.
+    source = source_revision()
+    try:
+        runs, records = asyncio.run(streaming(refs, args, log_dir))
+    except KeyboardInterrupt:
+        print("interrupted; workers and redis-server stopped, nothing written", file=sys.stderr)
+        return 130
+    # The offline baseline decodes with the very model settings the asr worker had.
+    asr = Settings.from_env(worker_env(args)).asr
     offline = None
     if not args.no_offline:
         print("\n== offline baseline: faster-whisper transcribe on each whole file", flush=True)
@@ -291,6 +334,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     first = runs[0]["sessions"][0]
     results: dict[str, Any] = {
         "machine": machine_info(),
+        "source": source,
         "config": {
             "model": first.get("model"),
             "device": first.get("device"),
@@ -300,7 +344,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "stagger_s": args.stagger,
             "quick": args.quick,
             "p95_limit_s": P95_LIMIT_S,
-            "worker_settings": asdict(Settings.from_env({})),
+            "worker_env": worker_env(args),
+            "worker_settings": asdict(Settings.from_env(worker_env(args))),
         },
         "runs": runs,
         "sweep": levels,

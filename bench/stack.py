@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-import psutil  # type: ignore[import-untyped]  # reason: no stubs installed (types-psutil)
+import psutil
 from prometheus_client.parser import text_string_to_metric_families
 
 from shared.settings import ENV_PREFIX

@@ -33,7 +33,7 @@ DECODE_SECONDS = Histogram(
 )
 FINAL_LAG_SECONDS = Histogram(
     "streamscribe_asr_final_lag_seconds",
-    "Audio end of an utterance to its final being published (audio clock of the worker)",
+    "VAD end mark read by asr -> its final published (asr's share of final latency)",
     buckets=(0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 2.5, 3.0, 5.0, 10.0),
 )
 FRAMES_INGESTED = Counter(

@@ -87,6 +87,9 @@ class WhisperDecoder:
             local_files_only=not allow_download,
         )
         self.model_name = settings.model
+        # CTranslate2 may run another type than asked (int8 runs as int8_float32 on
+        # CPUs without int8 GEMM for every op); provenance names what actually runs.
+        self.compute_type = str(getattr(self.model.model, "compute_type", self.compute_type))
         self.english_only = not self.model.model.is_multilingual
 
     def provenance(self, language: str | None, decodes: int) -> AsrProvenance:
@@ -150,8 +153,8 @@ class WhisperDecoder:
         )
         logprobs: list[float] = []
         no_speech: list[float] = []
-        for seg in segments:
-            reason = self._reject(seg)
+        for index, seg in enumerate(segments):
+            reason = self._reject(seg, first=index == 0)
             if reason:
                 hyp.dropped.append(reason)
                 continue
@@ -174,7 +177,7 @@ class WhisperDecoder:
             hyp.no_speech_prob = round(float(np.max(no_speech)), 4)
         return hyp
 
-    def _reject(self, seg: object) -> str | None:
+    def _reject(self, seg: object, *, first: bool) -> str | None:
         s = self.settings
         ratio = float(getattr(seg, "compression_ratio", 0.0))
         if ratio > s.compression_ratio_threshold:
@@ -183,6 +186,8 @@ class WhisperDecoder:
         logprob = float(getattr(seg, "avg_logprob", 0.0))
         if nsp > s.no_speech_threshold and logprob < s.log_prob_threshold:
             return f"no_speech {nsp:.2f} logprob {logprob:.2f}"
+        if not first and nsp > s.tail_no_speech_threshold:
+            return f"tail no_speech {nsp:.2f}"
         return None
 
 

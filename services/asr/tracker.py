@@ -298,7 +298,7 @@ class SessionTracker:
             start_pos=t.utt_start,
             end_pos=end,
             audio=t.audio(t.utt_start, end),
-            prompt=t.committed_text[-self.prompt_chars :],
+            prompt=t.committed_text[-self.prompt_chars :] if self.prompt_chars > 0 else "",
             generation=t.generation,
             final_quality=kind != "partial" or pause_end is not None,
         )
@@ -396,7 +396,10 @@ class SessionTracker:
     def _close(self, t: Track, end_pos: int, text: str) -> None:
         t.committed_pos = max(t.committed_pos, end_pos)
         if text:
-            t.committed_text = (t.committed_text + " " + text).strip()[-4 * self.prompt_chars :]
+            # Keep a little more than the prompt needs (the prompt cuts it to prompt_chars).
+            t.committed_text = (t.committed_text + " " + text).strip()[
+                -max(4 * self.prompt_chars, 1) :
+            ]
         t.utt_start = t.utt_end = t.pause_pos = None
         t.last_hyp = None
         t.generation += 1

@@ -15,7 +15,12 @@ from services.asr.tracker import DecodeRequest, Output, SessionTracker
 from shared import keys, metrics
 from shared.audio_log import from_fields
 from shared.bus import xrange, xread
-from shared.schemas import PartialSegment, SegmentFinalized, SessionConfig, decode_event
+from shared.schemas import (
+    PartialSegment,
+    SegmentFinalized,
+    SessionConfig,
+    decode_event,
+)
 from shared.settings import Settings
 from shared.worker import SessionLease
 
@@ -65,6 +70,8 @@ class AsrHandler:
                 head = await lease.bus.head_revision(lease.session_id, track.seg_id)
                 tracker.set_revision_floor(channel, head)
         wake = asyncio.Event()
+        # (channel, end position) -> when its VAD end mark was read: final lag metric.
+        self._end_seen: dict[tuple[int, int], float] = {}
         reader = asyncio.create_task(self._read_audio(lease, tracker, wake))
         try:
             await self._decode_loop(lease, tracker, wake, reader, language)
@@ -125,7 +132,7 @@ class AsrHandler:
         )
         metrics.DECODE_SECONDS.labels(request.kind).observe(time.perf_counter() - started)
         if hyp.dropped:
-            log.warning("asr_segments_dropped", seg_id=request.seg_id, reasons=hyp.dropped)
+            log.info("asr_segments_dropped", seg_id=request.seg_id, reasons=hyp.dropped)
         return hyp
 
     async def _publish(
@@ -144,6 +151,9 @@ class AsrHandler:
                 # The checkpoint rides in the same script call: a kill right after this
                 # line resumes after the final, never re-cutting or re-emitting it.
                 await lease.publish_closing(final, checkpoint=out.checkpoint)
+                seen = self._end_seen.pop((out.channel, out.end_pos), None)
+                if seen is not None:
+                    metrics.FINAL_LAG_SECONDS.observe(time.monotonic() - seen)
                 continue
             partial = PartialSegment(
                 session_id=lease.session_id,
