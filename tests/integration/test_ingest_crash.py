@@ -9,11 +9,9 @@ import subprocess
 import sys
 import time
 
-import msgspec
 import numpy as np
 import pytest
 
-from shared import keys
 from shared.bus import Bus
 from shared.schemas import SessionConfig, VadMark
 from shared.settings import Settings
@@ -58,8 +56,7 @@ def _spawn_worker(settings: Settings, name: str) -> subprocess.Popen[bytes]:
 
 
 async def _commits(bus: Bus, sid: str) -> int:
-    raw = await bus.redis.hget(keys.checkpoints(sid), "ingest")
-    return int(msgspec.json.decode(raw).get("commit", 0)) if raw else 0
+    return int((await bus.load_checkpoint(sid, "ingest") or {}).get("commit", 0))
 
 
 @pytest.mark.chaos

@@ -6,7 +6,6 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
-import msgspec
 import numpy as np
 import pytest
 
@@ -216,8 +215,7 @@ async def test_a_50_mb_frame_is_rejected_without_harm(bus: Bus, settings: Settin
 
 
 async def _checkpoint(bus: Bus, sid: str) -> dict[str, object]:
-    raw = await bus.redis.hget(keys.checkpoints(sid), "ingest")
-    return msgspec.json.decode(raw) if raw else {}
+    return await bus.load_checkpoint(sid, "ingest") or {}
 
 
 async def test_a_new_worker_resumes_exactly_where_the_log_ends(
