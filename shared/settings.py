@@ -113,9 +113,7 @@ class Settings:
         for group_name, default in groups.items():
             values: dict[str, Any] = {}
             for f in fields(default):
-                # Bus settings read without a group prefix: STREAMSCRIBE_REDIS_URL.
-                prefix = "" if group_name in ("bus", "serve") else f"{group_name.upper()}_"
-                raw = env.get(f"{ENV_PREFIX}{prefix}{f.name.upper()}")
+                raw = env.get(env_name(group_name, f.name))
                 if raw is not None:
                     values[f.name] = _coerce(raw, getattr(default, f.name), f.name)
             built[group_name] = replace(default, **values)
@@ -126,6 +124,18 @@ class Settings:
             built["worker_name"] = env[f"{ENV_PREFIX}WORKER_NAME"]
         settings = cls(**built)
         return settings.with_overrides(**overrides) if overrides else settings
+
+    def to_env(self) -> dict[str, str]:
+        """STREAMSCRIBE_* variables from which `from_env()` rebuilds these settings."""
+        env: dict[str, str] = {}
+        for group_name in ("bus", "ingest", "asr", "serve"):
+            group = getattr(self, group_name)
+            for f in fields(group):
+                value = getattr(group, f.name)
+                text = ("1" if value else "0") if isinstance(value, bool) else str(value)
+                env[env_name(group_name, f.name)] = text
+        env[f"{ENV_PREFIX}PIPELINE"] = ",".join(self.pipeline)
+        return env
 
     def with_overrides(self, **overrides: Any) -> Settings:
         """Return a copy with `group__field=value` or top-level overrides applied."""
@@ -142,6 +152,13 @@ class Settings:
         for group, values in nested.items():
             top[group] = replace(getattr(self, group), **values)
         return replace(self, **top)
+
+
+def env_name(group: str, field_name: str) -> str:
+    """The variable of one setting: bus and serve settings carry no group prefix
+    (STREAMSCRIBE_REDIS_URL), the others do (STREAMSCRIBE_ASR_MODEL)."""
+    prefix = "" if group in ("bus", "serve") else f"{group.upper()}_"
+    return f"{ENV_PREFIX}{prefix}{field_name.upper()}"
 
 
 def _coerce(raw: str, default: Any, name: str) -> Any:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
 import signal
 import subprocess
@@ -40,19 +39,7 @@ def worker_command(stage: str) -> list[str]:
 
 def settings_env(settings: Settings) -> dict[str, str]:
     """STREAMSCRIBE_* variables from which `Settings.from_env()` rebuilds `settings`."""
-    env: dict[str, str] = {}
-    for group in dataclasses.fields(settings):
-        value = getattr(settings, group.name)
-        if not dataclasses.is_dataclass(value):
-            continue
-        # Mirrors Settings.from_env: bus and serve fields carry no group prefix.
-        prefix = "" if group.name in ("bus", "serve") else f"{group.name.upper()}_"
-        for f in dataclasses.fields(value):
-            raw = getattr(value, f.name)
-            text = ("1" if raw else "0") if isinstance(raw, bool) else str(raw)
-            env[f"{ENV_PREFIX}{prefix}{f.name.upper()}"] = text
-    env[f"{ENV_PREFIX}PIPELINE"] = ",".join(settings.pipeline)
-    return env
+    return settings.to_env()
 
 
 class StackError(RuntimeError):
