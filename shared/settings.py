@@ -44,6 +44,11 @@ class IngestSettings:
     vad_min_silence_ms: int = 300
     vad_speech_pad_ms: int = 120
     vad_min_speech_ms: int = 200
+    # A registered session whose start has not come after this long ends (`no_start`).
+    no_start_timeout_s: float = 60.0
+    # A started session whose producer sent nothing for this long ends as if stopped
+    # (`producer_timeout`), so a vanished producer cannot hold workers forever. 0: never.
+    producer_idle_timeout_s: float = 300.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -64,7 +64,9 @@ STAGE = "ingest"
 CHECKPOINT_VERSION = 1
 # A producer stuck in a loop must not flood the event stream consumers read.
 MAX_ERRORS_PER_CODE = 100
-FATAL_CODES = frozenset({"invalid_config", "unsupported_encoding", "no_start", "internal"})
+FATAL_CODES = frozenset(
+    {"invalid_config", "unsupported_encoding", "no_start", "internal", "producer_timeout"}
+)
 # A catching-up batch of large frames could make one huge log entry; readers of the log
 # (asr, enrich) get it in pieces of at most this many samples (2 s).
 MAX_CHUNK_SAMPLES = 2 * AUDIO_SAMPLE_RATE
@@ -145,6 +147,16 @@ class IngestSession:
         out = StepOutput()
         if self.config is None and not self.ended:
             self._error(out, "no_start", f"no start within {waited_s:.0f} s", "session")
+            self._end(out)
+        return out
+
+    def producer_timeout(self, idle_s: float) -> StepOutput:
+        """The producer went quiet without `stop`: end the session with what it sent."""
+        out = StepOutput()
+        if self.config is not None and not self.ended:
+            self._error(
+                out, "producer_timeout", f"no producer message for {idle_s:.0f} s", "session"
+            )
             self._end(out)
         return out
 

@@ -34,14 +34,14 @@ from services.ingest.core import STAGE, ErrorNotice, IngestSession, StepOutput
 from services.ingest.vad import SileroModel
 from shared import keys, metrics
 from shared.audio_log import to_fields
-from shared.settings import Settings
+from shared.settings import IngestSettings, Settings
 from shared.worker import SessionLease
 
 log = structlog.get_logger("streamscribe.ingest")
 
 # A registered session whose inbox shows no valid start this long after registration
 # (the registry entry id's time, on the Redis clock, so a takeover does not reset it).
-NO_START_TIMEOUT_S = 60.0
+NO_START_TIMEOUT_S = IngestSettings().no_start_timeout_s
 # Entries per XREAD: enough to catch up after a stall, small enough to commit often.
 READ_COUNT = 16
 
@@ -127,6 +127,14 @@ class IngestHandler:
             if waiting and await _redis_ms(redis) >= deadline_ms:
                 out = session.no_start_timeout(self.no_start_timeout_s)
                 commit = await self._commit(lease, session, out, commit)
+            idle_limit = self.settings.ingest.producer_idle_timeout_s
+            if session.started and not session.ended and caught_up and idle_limit > 0:
+                # The Redis clock and the last entry's id time: a takeover or a worker
+                # with a skewed clock measures the same silence.
+                last_ms = _registered_ms(session.last_entry_id.encode())
+                if await _redis_ms(redis) - last_ms >= idle_limit * 1000:
+                    out = session.producer_timeout(idle_limit)
+                    commit = await self._commit(lease, session, out, commit)
         slog.info("ingest_finished", duration_s=session.duration_s, frames=session.frames)
 
     async def _restore(self, lease: SessionLease) -> tuple[IngestSession, int]:
@@ -193,7 +201,7 @@ class IngestHandler:
 
 def make_handler(settings: Settings) -> IngestHandler:
     """Entry point of `shared.runner.STAGES["ingest"]`."""
-    return IngestHandler(settings)
+    return IngestHandler(settings, no_start_timeout_s=settings.ingest.no_start_timeout_s)
 
 
 async def _refetch(

@@ -304,3 +304,21 @@ async def test_a_bug_on_one_input_ends_that_session_with_an_end_mark(
     assert end.pos == len(track_audio(entries, 0))
     assert _errors(fine_events) == []
     assert len(track_audio(await audio_log(bus.redis, "fine"), 0)) == 16000
+
+
+async def test_a_producer_that_goes_quiet_without_stop_is_timed_out(
+    bus: Bus, settings: Settings
+) -> None:
+    settings = ingest_settings(settings, ingest__producer_idle_timeout_s=1.0)
+    audio, _ = load_fixture("conv_short")
+    frames = pcm_frames(audio[: 16000 * 2], "pcm_s16le", 320)
+    handler = IngestHandler(settings, model=vad_model())
+    async with running_worker(bus, settings, handler):
+        messages = session_messages(SessionConfig(), frames)[:-1]  # no stop
+        await push(bus.redis, "quiet", messages, register=True)
+        events = await wait_done(bus.redis, "quiet")
+    (error,) = _errors(events)
+    assert (error.payload.code, error.payload.recoverable) == ("producer_timeout", False)
+    entries = await audio_log(bus.redis, "quiet")
+    assert len(end_marks(entries)) == 1
+    assert len(track_audio(entries, 0)) == len(frames) * 320, "everything sent is kept"
