@@ -189,6 +189,10 @@ class IngestHandler:
                     for entry in out.entries:
                         pipe.xadd(keys.audio(sid), to_fields(entry))  # type: ignore[arg-type]
                     pipe.hset(key, STAGE, payload)
+                    # Only ingest reads the inbox, and this very transaction checkpoints
+                    # past what it trims: drop what is consumed, keep frames the reorder
+                    # window still holds (they are refetched on resume).
+                    pipe.xtrim(keys.inbox(sid), minid=_oldest_needed(session), approximate=False)
                     await pipe.execute()
                     break
                 except WatchError:
@@ -224,6 +228,12 @@ def _commit_of(raw: bytes | None) -> int:
     if not raw:
         return 0
     return int(msgspec.json.decode(raw).get("commit", 0))
+
+
+def _oldest_needed(session: IngestSession) -> str:
+    """The inbox id below which ingest never reads again (XTRIM MINID keeps it)."""
+    ids = [session.last_entry_id, *session.buffered_entry_ids()]
+    return min(ids, key=lambda i: tuple(int(p) for p in i.split("-")))
 
 
 def _registered_ms(entry_id: bytes) -> int:

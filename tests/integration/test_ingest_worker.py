@@ -322,3 +322,4 @@ async def test_a_producer_that_goes_quiet_without_stop_is_timed_out(
     entries = await audio_log(bus.redis, "quiet")
     assert len(end_marks(entries)) == 1
     assert len(track_audio(entries, 0)) == len(frames) * 320, "everything sent is kept"
+    assert await bus.redis.xlen(keys.inbox("quiet")) <= 1, "consumed producer frames trimmed"
