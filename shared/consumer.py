@@ -35,10 +35,6 @@ from shared.schemas import (
 )
 
 
-class UnknownSession(LookupError):
-    """No stream of any kind exists for the session id."""
-
-
 async def session_exists(redis: aioredis.Redis, session_id: str) -> bool:
     return bool(await redis.exists(keys.events(session_id), keys.inbox(session_id)))
 

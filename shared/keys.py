@@ -73,7 +73,3 @@ def session_keys(session_id: str) -> list[str]:
         finished(session_id),
     ]
 
-
-def worker_heartbeat(stage: str, worker: str) -> str:
-    """Liveness record of one worker (for `streamscribe status` and ops)."""
-    return f"{PREFIX}:worker:{stage}:{worker}"
