@@ -72,4 +72,3 @@ def session_keys(session_id: str) -> list[str]:
         checkpoints(session_id),
         finished(session_id),
     ]
-
