@@ -146,6 +146,15 @@ class Stack:
                     out.setdefault(w.stage, []).append(w.proc)
             return out
 
+    def health_urls(self, stage: str) -> list[str]:
+        """Base URLs (/livez, /readyz, /metrics) of the stage's running workers."""
+        with self._lock:
+            return [
+                f"http://127.0.0.1:{w.health_port}"
+                for w in self._workers
+                if w.stage == stage and w.alive()
+            ]
+
     def open(self) -> Stack:
         """Start Redis (if embedded) and every worker; return when all are ready."""
         try:

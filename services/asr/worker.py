@@ -14,11 +14,12 @@ from services.asr.scheduler import FINAL_PRIORITY, PARTIAL_PRIORITY, DecodeSched
 from services.asr.tracker import DecodeRequest, Output, SessionTracker
 from shared import keys, metrics
 from shared.audio_log import from_fields
-from shared.bus import xrange, xread
+from shared.bus import StreamEntry, xrange, xread
 from shared.schemas import (
     PartialSegment,
     SegmentFinalized,
     SessionConfig,
+    VadMark,
     decode_event,
 )
 from shared.settings import Settings
@@ -70,11 +71,12 @@ class AsrHandler:
                 head = await lease.bus.head_revision(lease.session_id, track.seg_id)
                 tracker.set_revision_floor(channel, head)
         wake = asyncio.Event()
-        # (channel, end position) -> when its VAD end mark was read: final lag metric.
-        self._end_seen: dict[tuple[int, int], float] = {}
-        reader = asyncio.create_task(self._read_audio(lease, tracker, wake))
+        # This session's (channel, end position) -> when its VAD end mark was read, for
+        # the final-lag metric. Per session: the handler serves many sessions at once.
+        end_seen: dict[tuple[int, int], float] = {}
+        reader = asyncio.create_task(self._read_audio(lease, tracker, wake, end_seen))
         try:
-            await self._decode_loop(lease, tracker, wake, reader, language)
+            await self._decode_loop(lease, tracker, wake, reader, language, end_seen)
         finally:
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -88,10 +90,11 @@ class AsrHandler:
         wake: asyncio.Event,
         reader: asyncio.Task[None],
         language: str | None,
+        end_seen: dict[tuple[int, int], float],
     ) -> None:
         assert self.decoder is not None
         while True:
-            await self._publish(lease, tracker, tracker.take_outputs())
+            await self._publish(lease, tracker, tracker.take_outputs(), end_seen)
             if tracker.finished:
                 return
             if reader.done() and reader.exception() is not None:
@@ -136,7 +139,11 @@ class AsrHandler:
         return hyp
 
     async def _publish(
-        self, lease: SessionLease, tracker: SessionTracker, outputs: list[Output]
+        self,
+        lease: SessionLease,
+        tracker: SessionTracker,
+        outputs: list[Output],
+        end_seen: dict[tuple[int, int], float],
     ) -> None:
         for out in outputs:
             seg = out.segment
@@ -151,7 +158,7 @@ class AsrHandler:
                 # The checkpoint rides in the same script call: a kill right after this
                 # line resumes after the final, never re-cutting or re-emitting it.
                 await lease.publish_closing(final, checkpoint=out.checkpoint)
-                seen = self._end_seen.pop((out.channel, out.end_pos), None)
+                seen = end_seen.pop((out.channel, out.end_pos), None)
                 if seen is not None:
                     metrics.FINAL_LAG_SECONDS.observe(time.monotonic() - seen)
                 continue
@@ -168,7 +175,11 @@ class AsrHandler:
                 tracker.set_revision_floor(out.channel, result.head_revision)
 
     async def _read_audio(
-        self, lease: SessionLease, tracker: SessionTracker, wake: asyncio.Event
+        self,
+        lease: SessionLease,
+        tracker: SessionTracker,
+        wake: asyncio.Event,
+        end_seen: dict[tuple[int, int], float],
     ) -> None:
         """Feed the tracker from the audio log, from the checkpoint on, until the end mark."""
         redis = lease.bus.redis
@@ -177,7 +188,7 @@ class AsrHandler:
         if tracker.resume_id is not None:
             # Resume inclusively: the checkpoint names the oldest entry still needed.
             entries = await xrange(redis, stream, min=tracker.resume_id, count=_READ_COUNT)
-            last = self._feed(tracker, entries) or tracker.resume_id
+            last = self._feed(tracker, entries, end_seen) or tracker.resume_id
             wake.set()
         else:
             last = "0-0"
@@ -185,18 +196,23 @@ class AsrHandler:
             for _stream, entries in await xread(
                 redis, {stream: last}, count=_READ_COUNT, block=block
             ):
-                last = self._feed(tracker, entries) or last
+                last = self._feed(tracker, entries, end_seen) or last
                 wake.set()
         wake.set()
 
     @staticmethod
     def _feed(
-        tracker: SessionTracker, entries: list[tuple[bytes, dict[bytes, bytes]]]
+        tracker: SessionTracker,
+        entries: list[StreamEntry],
+        end_seen: dict[tuple[int, int], float],
     ) -> str | None:
         last = None
         for entry_id, fields in entries:
             last = entry_id.decode()
-            tracker.feed(last, from_fields(fields))
+            entry = from_fields(fields)
+            if isinstance(entry, VadMark) and entry.state == "end":
+                end_seen[(entry.channel, entry.pos)] = time.monotonic()
+            tracker.feed(last, entry)
         return last
 
     async def _session_config(self, lease: SessionLease) -> SessionConfig:

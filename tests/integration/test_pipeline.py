@@ -156,3 +156,17 @@ def test_redis_cli_producer_from_protocol_doc_gets_a_transcript(
     assert wer(ref, transcript_text(events)) <= wer(ref, offline_text("conv_short")) + allowed_gap(
         ref
     )
+
+
+def test_asr_worker_exports_its_final_lag(stack: Stack, sessions: dict[str, list]) -> None:
+    """VAD end mark read -> final published, as Prometheus sees it on /metrics."""
+    import urllib.request
+
+    (url,) = stack.health_urls("asr")
+    body = urllib.request.urlopen(f"{url}/metrics", timeout=5).read().decode()
+    (count_line,) = [
+        line
+        for line in body.splitlines()
+        if line.startswith("streamscribe_asr_final_lag_seconds_count")
+    ]
+    assert float(count_line.split()[-1]) >= 6, "one observation per VAD-closed final at least"
