@@ -63,7 +63,6 @@ class Hypothesis:
     no_speech_prob: float | None = None
     language: str | None = None
     dropped: list[str] = field(default_factory=list)
-    final_quality: bool = True
 
     @property
     def text(self) -> str:
@@ -148,9 +147,7 @@ class WhisperDecoder:
             log_prob_threshold=s.log_prob_threshold,
             no_speech_threshold=s.no_speech_threshold,
         )
-        hyp = Hypothesis(
-            audio_s=len(audio) / SAMPLE_RATE, language=info.language, final_quality=final
-        )
+        hyp = Hypothesis(audio_s=len(audio) / SAMPLE_RATE, language=info.language)
         logprobs: list[float] = []
         no_speech: list[float] = []
         for index, seg in enumerate(segments):

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import msgspec
 import numpy as np
 
 from services.asr.agreement import LocalAgreement, join_words
@@ -351,7 +352,7 @@ class SessionTracker:
             partial=partial,
             revision=t.revision,
             stable_chars=t.agreement.stable_chars() if partial else len(join_words(words)),
-            asr=_with_decodes(self.provenance, self.decodes),
+            asr=msgspec.structs.replace(self.provenance, decodes=self.decodes),
         )
 
     def _emit_partial(self, t: Track, words: list[Word]) -> None:
@@ -414,13 +415,6 @@ class SessionTracker:
         return self.ended_at is not None and all(
             t.utt_start is None and t.in_flight is None for t in self.tracks.values()
         )
-
-
-def _with_decodes(p: AsrProvenance, decodes: int) -> AsrProvenance:
-    return AsrProvenance(
-        model=p.model, device=p.device, compute_type=p.compute_type, beam_size=p.beam_size,
-        language=p.language, decodes=decodes,
-    )  # fmt: skip
 
 
 def _id_key(entry_id: str) -> tuple[int, int]:
