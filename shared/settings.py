@@ -60,10 +60,10 @@ class AsrSettings:
     compute_type: str = "auto"
     cpu_threads: int = 0
     # Beam for finals (and for the pause-time decode a final may reuse); partials use
-    # partial_beam_size. Greedy by default: on isolated utterances beam 5 lowered WER
-    # (bench meetings 9.0 -> 4.5 %), but in the live pipeline on 2 cores it did not, and
-    # it pushed final latency toward 3 s (docs/BENCHMARKS.md).
-    beam_size: int = 1
+    # partial_beam_size and stay greedy (they are many and are replaced anyway). Beam 5
+    # with the audio context below gave the lowest WER of everything measured
+    # (docs/BENCHMARKS.md, "Closing the WER gap").
+    beam_size: int = 5
     partial_beam_size: int = 1
     partial_interval_s: float = 1.0
     max_utterance_s: float = 15.0
@@ -80,6 +80,12 @@ class AsrSettings:
     # none 4/7/18/4; 60 decodes faster than 200 (shorter prompt) and keeps the short
     # fixture right. Differences this small are near run-to-run noise.
     prompt_chars: int = 60
+    # Final-quality decodes see the audio of the track's recent finals too: the window
+    # [first word of the oldest final kept - 0.1 s, utterance end] spans at most this
+    # many seconds, and those finals' text is forced as the decoder prefix, so Whisper
+    # continues a conversation the way the whole-file pass does. 0: decode each
+    # utterance alone. Must stay below Whisper's 30 s window.
+    context_s: float = 20.0
 
 
 @dataclass(frozen=True, slots=True)

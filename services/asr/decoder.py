@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -108,11 +109,20 @@ class WhisperDecoder:
         prompt: str = "",
         language: str | None = None,
         final: bool = True,
+        context: np.ndarray | None = None,
+        prefix: str = "",
     ) -> Hypothesis:
         """Transcribe one utterance; segments that look like silence or loops are dropped.
 
         `final` selects the final-quality beam; otherwise the cheaper partial beam.
+        `context` is audio just before `audio` whose transcript is `prefix` (text already
+        final): the model decodes both with that text forced, and only what it says after
+        it is returned. When that fails its checks, the utterance is decoded alone.
         """
+        if context is not None and context.size and prefix.strip():
+            in_context = self._decode_in_context(audio, context, prefix, prompt, language, final)
+            if in_context is not None:
+                return in_context
         hyp = self._decode_once(audio, prompt, language, final)
         if prompt and not hyp.words and any(r.startswith("compression") for r in hyp.dropped):
             # A loop rejected with a prompt: the prompt is the usual trigger (seen on the
@@ -121,6 +131,69 @@ class WhisperDecoder:
             retry.dropped = hyp.dropped + retry.dropped
             return retry
         return hyp
+
+    def _decode_in_context(
+        self,
+        audio: np.ndarray,
+        context: np.ndarray,
+        prefix: str,
+        prompt: str,
+        language: str | None,
+        final: bool,
+    ) -> Hypothesis | None:
+        """Decode `context + audio` with `prefix` forced; None when the result is unusable.
+
+        Unusable: the forced text does not come back verbatim (faster-whisper truncates
+        a long prefix), a segment fails the compression-ratio guard, or nothing follows
+        the prefix. The caller then decodes the utterance alone.
+        """
+        s = self.settings
+        segments, info = self.model.transcribe(
+            np.concatenate([context, audio]),
+            language="en" if self.english_only else language,
+            beam_size=s.beam_size if final else s.partial_beam_size,
+            temperature=0.0,
+            word_timestamps=True,
+            condition_on_previous_text=False,
+            initial_prompt=prompt or None,
+            prefix=prefix,
+            vad_filter=False,
+            # One segment: the prefix has no timestamps of its own to continue from.
+            without_timestamps=True,
+            max_new_tokens=s.max_new_tokens,
+            compression_ratio_threshold=s.compression_ratio_threshold,
+            # Read before the prefix, so it covers the whole window; with a low log
+            # probability it still flags decodes that ran on past the speech (appended
+            # "Thank you."), and the caller then decodes the utterance alone.
+            log_prob_threshold=s.log_prob_threshold,
+            no_speech_threshold=s.no_speech_threshold,
+        )
+        # Without timestamps the whole window comes back as one segment. Only that one
+        # is read: word timestamps move faster-whisper's seek back to the last word, and
+        # the lazy generator would then decode the audio after it again, a full second
+        # pass whose output is the hallucinated "Thank you." the tail filter exists for.
+        first = next(iter(segments), None)
+        if first is None or first.compression_ratio > s.compression_ratio_threshold:
+            return None
+        spoken = [w for w in first.words or [] if normalize_word(w.word)]
+        head = _after_prefix(spoken, prefix)
+        if not head:
+            return None
+        offset = len(context) / SAMPLE_RATE
+        hyp = Hypothesis(audio_s=len(audio) / SAMPLE_RATE, language=info.language)
+        for w in head:
+            if w.end - offset <= 0:
+                continue  # aligned inside the context: a repeat of known speech
+            hyp.words.append(
+                Word(
+                    word=w.word,
+                    start=round(max(0.0, float(w.start) - offset), 3),
+                    end=round(float(w.end) - offset, 3),
+                    probability=round(float(w.probability), 4),
+                )
+            )
+        hyp.words = _cut_loops(hyp.words)
+        return hyp if hyp.words else None
 
     def _decode_once(
         self, audio: np.ndarray, prompt: str, language: str | None, final: bool
@@ -150,7 +223,16 @@ class WhisperDecoder:
         hyp = Hypothesis(audio_s=len(audio) / SAMPLE_RATE, language=info.language)
         logprobs: list[float] = []
         no_speech: list[float] = []
+        window = None
         for index, seg in enumerate(segments):
+            if window is None:
+                window = seg.seek
+            elif seg.seek != window:
+                # A second window: faster-whisper re-decodes the audio after the last
+                # word (word timestamps move its seek there). An utterance is shorter
+                # than one window, so that pass only ever found hallucinated tails;
+                # leaving the lazy generator here saves a whole decode.
+                break
             reason = self._reject(seg, first=index == 0)
             if reason:
                 hyp.dropped.append(reason)
@@ -194,6 +276,19 @@ _NORM = re.compile(r"[^\w']+")
 def normalize_word(word: str) -> str:
     """Lowercase without punctuation, for comparing hypotheses."""
     return _NORM.sub("", word.lower())
+
+
+def _after_prefix(spoken: list[Any], prefix: str) -> list[Any]:
+    """The words after the forced `prefix`, or [] when they do not start with it."""
+    want = "".join(normalize_word(w) for w in prefix.split())
+    got = ""
+    for i, w in enumerate(spoken):
+        if got == want:
+            return spoken[i:]
+        got += normalize_word(w.word)
+        if not want.startswith(got):
+            return []
+    return []
 
 
 def _cut_loops(words: list[Word]) -> list[Word]:

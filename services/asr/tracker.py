@@ -24,6 +24,8 @@ _COVER_TOLERANCE = int(0.2 * SR)
 _PREROLL = SR
 # A cap cut never lands in the last second: those words are still unstable.
 _CUT_GUARD_S = 1.0
+# Context audio starts this long before the first word of the oldest final it holds.
+_CONTEXT_LEAD = int(0.1 * SR)
 
 Kind = Literal["partial", "final", "cut"]
 
@@ -41,6 +43,10 @@ class DecodeRequest:
     # Final quality (beam search): finals, cap cuts and the decode at a pause, whose
     # hypothesis a final may reuse. Periodic partials decode greedily.
     final_quality: bool = True
+    # Audio of the track's recent finals just before `audio`, and their text (forced
+    # as the decoder prefix). Empty for partials and when context is off.
+    context: np.ndarray | None = None
+    prefix: str = ""
 
 
 @dataclass(slots=True)
@@ -64,6 +70,8 @@ class Track:
     pos: int = 0  # audio received up to this sample
     committed_pos: int = 0  # everything before is final or silence
     committed_text: str = ""
+    # Recent finals with text: (first word's sample position, text), oldest first.
+    history: list[tuple[int, str]] = field(default_factory=list)
     utt_start: int | None = None
     utt_end: int | None = None
     pause_pos: int | None = None
@@ -111,6 +119,7 @@ class SessionTracker:
         prompt_chars: int,
         channels_as_speakers: bool,
         speech_pad_s: float = 0.12,
+        context_s: float = 0.0,
         provenance: AsrProvenance,
         checkpoint: dict[str, Any] | None = None,
     ) -> None:
@@ -123,6 +132,7 @@ class SessionTracker:
         # so a final is a function of the audio log alone: identical after a takeover.
         self.speech_pad = int(speech_pad_s * SR)
         self.channels_as_speakers = channels_as_speakers
+        self.context = int(context_s * SR)
         self.provenance = provenance
         self.tracks: dict[int, Track] = {}
         self.ended_at: int | None = None
@@ -140,6 +150,7 @@ class SessionTracker:
             track.committed_pos = track.pos = int(t["committed_pos"])
             track.committed_text = t.get("text_tail", "")
             track.finals = int(t.get("finals", 0))
+            track.history = [(int(pos), str(text)) for pos, text in t.get("history", [])]
             if t.get("open_start") is not None:
                 track.utt_start = int(t["open_start"])
 
@@ -154,6 +165,7 @@ class SessionTracker:
                     "open_start": t.utt_start,
                     "text_tail": t.committed_text,
                     "finals": t.finals,
+                    "history": [[pos, text] for pos, text in t.history],
                 }
                 for ch, t in self.tracks.items()
             },
@@ -191,12 +203,24 @@ class SessionTracker:
         track = self._track(chunk.channel)
         samples = pcm_to_float(chunk.pcm)
         end = chunk.pos + len(samples)
-        if end <= track.committed_pos:
-            return  # replayed audio that is already final
+        if end <= self._keep_from(track):
+            return  # replayed audio that is already final and not needed as context
         track.chunks.append((entry_id, chunk.pos, samples))
         track.pos = max(track.pos, end)
         if track.utt_start is None:
-            track.trim(max(track.committed_pos, track.pos - _PREROLL))
+            # Finals too old to share a window with any utterance still to come.
+            horizon = track.pos - _PREROLL - self.context
+            track.history = [h for h in track.history if h[0] >= horizon]
+            track.trim(self._keep_from(track))
+
+    def _keep_from(self, t: Track) -> int:
+        """The oldest sample a future decode can still need."""
+        keep = t.committed_pos
+        if t.utt_start is None:
+            keep = max(keep, t.pos - _PREROLL)
+        if self.context and t.history:
+            keep = min(keep, t.history[0][0] - _CONTEXT_LEAD)
+        return max(keep, 0)
 
     def _on_vad(self, mark: VadMark) -> None:
         track = self._track(mark.channel)
@@ -292,17 +316,39 @@ class SessionTracker:
         else:
             end = t.pos
         t.in_flight = kind
-        return DecodeRequest(
+        final_quality = kind != "partial" or pause_end is not None
+        request = DecodeRequest(
             channel=t.channel,
             kind=kind,
             seg_id=t.seg_id,
             start_pos=t.utt_start,
             end_pos=end,
             audio=t.audio(t.utt_start, end),
-            prompt=t.committed_text[-self.prompt_chars :] if self.prompt_chars > 0 else "",
+            prompt=self._prompt(t.committed_text),
             generation=t.generation,
-            final_quality=kind != "partial" or pause_end is not None,
+            final_quality=final_quality,
         )
+        if final_quality:
+            self._add_context(t, request)
+        return request
+
+    def _prompt(self, text: str) -> str:
+        return text[-self.prompt_chars :] if self.prompt_chars > 0 else ""
+
+    def _add_context(self, t: Track, req: DecodeRequest) -> None:
+        """The recent finals that fit in one window with the utterance, as context."""
+        chosen: list[tuple[int, str]] = []
+        for pos, text in reversed(t.history):
+            if req.end_pos - pos > self.context or pos >= req.start_pos:
+                break
+            chosen.insert(0, (pos, text))
+        if not chosen:
+            return
+        req.context = t.audio(max(0, chosen[0][0] - _CONTEXT_LEAD), req.start_pos)
+        req.prefix = " ".join(text for _, text in chosen)
+        # The prompt is then what was said before the context.
+        committed = t.committed_text
+        req.prompt = self._prompt(committed[: max(0, len(committed) - len(req.prefix) - 1)])
 
     def on_result(self, req: DecodeRequest, hyp: Hypothesis) -> None:
         """Take a finished decode; queues partial/final outputs."""
@@ -372,7 +418,7 @@ class SessionTracker:
             if words or had_partials
             else None
         )
-        self._close(t, end_pos, join_words(words))
+        self._close(t, end_pos, words)
         if reopen_at is not None:
             # Speech goes on past a cap cut: the checkpoint must say the track is open.
             self._open(t, reopen_at)
@@ -394,9 +440,12 @@ class SessionTracker:
         cut_pos = round(head[-1].end * SR) if head else decoded_to - int(_CUT_GUARD_S * SR)
         self._finalize(t, head, cut_pos, reopen_at=cut_pos)
 
-    def _close(self, t: Track, end_pos: int, text: str) -> None:
+    def _close(self, t: Track, end_pos: int, words: list[Word]) -> None:
         t.committed_pos = max(t.committed_pos, end_pos)
+        text = join_words(words)
         if text:
+            t.history.append((round(words[0].start * SR), text))
+            t.history = [h for h in t.history if h[0] >= t.committed_pos - self.context]
             # Keep a little more than the prompt needs (the prompt cuts it to prompt_chars).
             t.committed_text = (t.committed_text + " " + text).strip()[
                 -max(4 * self.prompt_chars, 1) :
@@ -404,7 +453,7 @@ class SessionTracker:
         t.utt_start = t.utt_end = t.pause_pos = None
         t.last_hyp = None
         t.generation += 1
-        t.trim(t.committed_pos)
+        t.trim(self._keep_from(t))
 
     def take_outputs(self) -> list[Output]:
         out, self.outputs = self.outputs, []

@@ -63,6 +63,7 @@ class AsrHandler:
             prompt_chars=self.settings.asr.prompt_chars,
             channels_as_speakers=config.channels_as_speakers,
             speech_pad_s=self.settings.ingest.vad_speech_pad_ms / 1000,
+            context_s=self.settings.asr.context_s,
             provenance=self.decoder.provenance(language, 0),
             checkpoint=checkpoint,
         )
@@ -132,6 +133,8 @@ class AsrHandler:
             prompt=request.prompt,
             language=language,
             final=request.final_quality,
+            context=request.context,
+            prefix=request.prefix,
         )
         metrics.DECODE_SECONDS.labels(request.kind).observe(time.perf_counter() - started)
         if hyp.dropped:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from services.asr.agreement import LocalAgreement
-from services.asr.decoder import Hypothesis, _cut_loops
+from services.asr.decoder import Hypothesis, _after_prefix, _cut_loops
 from services.asr.scheduler import DecodeScheduler
 from services.asr.tracker import SR, SessionTracker
 from shared.audio_log import float_to_pcm
@@ -298,3 +298,68 @@ def test_normalized_words_drop_punctuation_only_tokens() -> None:
     from services.asr.decoder import normalize_word
 
     assert normalize_word(" .") == "" and normalize_word(" Don't!") == "don't"
+
+
+def test_final_quality_decodes_carry_recent_finals_as_context() -> None:
+    t = tracker(context_s=10.0, prompt_chars=60)
+    f = Feeder(t)
+    f.vad("start", at=0.5)
+    f.audio(2.0)
+    f.vad("end", at=1.9)
+    first = t.next_request()
+    assert first.context is None and first.prefix == ""  # nothing final yet
+    t.on_result(first, Hypothesis(words=words("all right", 0.1)))  # first word at 0.6 s
+    t.take_outputs()
+    f.vad("start", at=2.5)
+    f.audio(1.5)
+    partial = t.next_request()
+    assert partial.kind == "partial" and partial.context is None  # partials stay cheap
+    t.on_result(partial, Hypothesis(words=words("then let", 0.0)))
+    f.vad("end", at=3.4)
+    final = t.next_request()
+    assert final.kind == "final"
+    assert final.prefix == "all right"
+    # From 0.1 s before the context's first word up to the utterance start.
+    assert len(final.context) == int(2.5 * SR) - (int(0.6 * SR) - int(0.1 * SR))
+    assert final.prompt == ""  # the whole committed text is the prefix now
+
+
+def test_context_keeps_to_its_window() -> None:
+    t = tracker(context_s=3.0)
+    f = Feeder(t)
+    f.vad("start", at=0.0)
+    f.audio(1.5)
+    f.vad("end", at=1.3)
+    t.on_result(t.next_request(), Hypothesis(words=words("all right", 0.0)))
+    t.take_outputs()
+    f.audio(5.0)  # silence: a long one must not pin old audio in memory
+    assert t.tracks[0].history == []
+    assert [pos for _id, pos, _s in t.tracks[0].chunks] == [int(1.5 * SR)]  # 0-1.5 s gone
+    f.vad("start", at=6.2)
+    f.audio(1.0)
+    f.vad("end", at=7.4)
+    final = t.next_request()
+    assert final.kind == "final"
+    assert final.context is None  # 0.0 .. 7.4 s does not fit in 3 s
+
+
+def test_context_is_restored_from_the_checkpoint() -> None:
+    t = tracker(context_s=10.0)
+    f = Feeder(t)
+    f.vad("start", at=0.0)
+    f.audio(1.5)
+    f.vad("end", at=1.3)
+    t.on_result(t.next_request(), Hypothesis(words=words("all right", 0.2)))
+    (final,) = t.take_outputs()
+    restored = tracker(context_s=10.0, checkpoint=final.checkpoint)
+    assert restored.tracks[0].history == [(int(0.2 * SR), "all right")]
+    # The resume point is the chunk holding the context, so a new owner re-reads it.
+    assert restored.resume_id == "2-0"
+
+
+def test_after_prefix_needs_the_forced_text_verbatim() -> None:
+    spoken = words("all right, then. let us go")
+    rest = _after_prefix(spoken, "All right then")
+    assert [w.word for w in rest] == [" let", " us", " go"]
+    assert _after_prefix(spoken, "all left") == []
+    assert _after_prefix(words("all right"), "all right") == []  # nothing new
