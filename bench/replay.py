@@ -1,0 +1,131 @@
+"""Replay a recording's finals without Redis or a clock: the WER side of `make bench`, fast.
+
+Finals are a function of the audio log (docs/BENCHMARKS.md), so they can be derived
+offline: the real silero VAD makes the marks ingest would, the real `SessionTracker`
+asks for the decodes a final needs, and the real `WhisperDecoder` runs them. Partials
+are skipped, since a final never depends on them (it reuses a pause-time decode only
+when that decode is the very one it would run). On the bench recordings this gives the
+same streaming WER as the live pipeline, in a fraction of the time, which makes it the
+tool for trying decoder settings: `STREAMSCRIBE_ASR_*` variables apply as in a worker.
+
+    python -m bench.replay bench/fixtures/*.flac [--offline] [--show]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from bench.offline import load_channels, transcribe
+from bench.reference import WordErrors, load_reference, word_errors
+from services.asr.decoder import WhisperDecoder
+from services.asr.tracker import SessionTracker
+from services.ingest.vad import SileroModel, StreamingVad
+from shared.audio_log import float_to_pcm
+from shared.schemas import AudioChunk, AudioEntry, EndMark, Segment
+from shared.settings import Settings
+
+BATCH = 1600  # 0.1 s, about what one ingest batch carries at real-time pace
+
+
+def audio_log(channels: Sequence[np.ndarray], settings: Settings) -> list[AudioEntry]:
+    """The entries ingest would append for these 16 kHz tracks (chunks, then marks)."""
+    model = SileroModel()
+    vads = [StreamingVad(model, ch, settings.ingest) for ch in range(len(channels))]
+    entries: list[AudioEntry] = []
+    for pos in range(0, len(channels[0]), BATCH):
+        marks = []
+        for ch, audio in enumerate(channels):
+            piece = audio[pos : pos + BATCH]
+            entries.append(AudioChunk(channel=ch, pos=pos, pcm=float_to_pcm(piece)))
+            marks.extend(vads[ch].feed(piece))
+        entries.extend(marks)
+    for vad in vads:
+        entries.extend(vad.finish(len(channels[0])))
+    entries.append(EndMark(pos=len(channels[0])))
+    return entries
+
+
+def replay(
+    channels: Sequence[np.ndarray], stereo: bool, decoder: WhisperDecoder, settings: Settings
+) -> list[Segment]:
+    """Every final the asr stage would publish for this audio, in publish order."""
+    asr = settings.asr
+    tracker = SessionTracker(
+        "replay",
+        partial_interval_s=asr.partial_interval_s,
+        max_utterance_s=asr.max_utterance_s,
+        prompt_chars=asr.prompt_chars,
+        channels_as_speakers=stereo,
+        speech_pad_s=settings.ingest.vad_speech_pad_ms / 1000,
+        context_s=asr.context_s,
+        provenance=decoder.provenance("en", 0),
+    )
+    finals: list[Segment] = []
+    for i, entry in enumerate(audio_log(channels, settings)):
+        tracker.feed(f"{i + 1}-0", entry)
+        while tracker.pending() in ("final", "cut"):
+            req = tracker.next_request()
+            assert req is not None and req.kind != "partial"
+            hyp = decoder.decode(
+                req.audio, prompt=req.prompt, final=True, context=req.context, prefix=req.prefix
+            )
+            tracker.on_result(req, hyp)
+        finals.extend(o.segment for o in tracker.take_outputs() if o.final)
+    return finals
+
+
+def channel_texts(finals: Sequence[Segment], n_channels: int) -> list[str]:
+    return [
+        " ".join(s.text for s in sorted(finals, key=lambda s: s.start) if (s.channel or 0) == ch)
+        for ch in range(n_channels)
+    ]
+
+
+def _errors(e: WordErrors) -> int:
+    return e.substitutions + e.deletions + e.insertions
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("files", nargs="+", type=Path, help="FLAC/WAV with a .json reference")
+    parser.add_argument("--offline", action="store_true", help="also the whole-file WER")
+    parser.add_argument("--show", action="store_true", help="print every final")
+    args = parser.parse_args(argv)
+    settings = Settings.from_env()
+    decoder = WhisperDecoder(settings.asr)
+    totals = {"stream": 0, "offline": 0, "words": 0}
+    for path in args.files:
+        ref = load_reference(path)
+        channels = load_channels(ref)
+        started = time.perf_counter()
+        finals = replay(channels, ref.stereo, decoder, settings)
+        errors = word_errors(ref.texts(), channel_texts(finals, len(channels)))
+        totals["stream"] += _errors(errors)
+        totals["words"] += errors.reference_words
+        line = (
+            f"{ref.name:18s} streaming {errors.wer:6.1%} ({_errors(errors)} errors, "
+            f"{len(finals)} finals, {time.perf_counter() - started:.0f} s)"
+        )
+        if args.offline:
+            off = word_errors(ref.texts(), [transcribe(decoder, c) for c in channels])
+            totals["offline"] += _errors(off)
+            line += f"  offline {off.wer:6.1%} ({_errors(off)})  diff {errors.wer - off.wer:+.1%}"
+        print(line, flush=True)
+        if args.show:
+            for s in sorted(finals, key=lambda s: (s.channel or 0, s.start)):
+                print(f"    [{s.channel}] {s.start:6.2f}-{s.end:6.2f} {s.text}")
+    words = max(totals["words"], 1)
+    pooled = f"pooled: streaming {totals['stream'] / words:.2%} ({totals['stream']}/{words})"
+    if args.offline:
+        pooled += f", offline {totals['offline'] / words:.2%} ({totals['offline']})"
+    print(pooled)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
