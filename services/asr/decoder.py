@@ -147,33 +147,24 @@ class WhisperDecoder:
         a long prefix), a segment fails the compression-ratio guard, or nothing follows
         the prefix. The caller then decodes the utterance alone.
         """
-        s = self.settings
-        segments, info = self.model.transcribe(
+        # The no-speech rule is read before the prefix, so it covers the whole window;
+        # with a low log probability it still flags decodes that ran on past the speech
+        # (appended "Thank you."), and the caller then decodes the utterance alone.
+        segments, info = self._transcribe(
             np.concatenate([context, audio]),
-            language="en" if self.english_only else language,
-            beam_size=s.beam_size if final else s.partial_beam_size,
-            temperature=0.0,
-            word_timestamps=True,
-            condition_on_previous_text=False,
-            initial_prompt=prompt or None,
+            prompt,
+            language,
+            final,
             prefix=prefix,
-            vad_filter=False,
             # One segment: the prefix has no timestamps of its own to continue from.
             without_timestamps=True,
-            max_new_tokens=s.max_new_tokens,
-            compression_ratio_threshold=s.compression_ratio_threshold,
-            # Read before the prefix, so it covers the whole window; with a low log
-            # probability it still flags decodes that ran on past the speech (appended
-            # "Thank you."), and the caller then decodes the utterance alone.
-            log_prob_threshold=s.log_prob_threshold,
-            no_speech_threshold=s.no_speech_threshold,
         )
         # Without timestamps the whole window comes back as one segment. Only that one
         # is read: word timestamps move faster-whisper's seek back to the last word, and
         # the lazy generator would then decode the audio after it again, a full second
         # pass whose output is the hallucinated "Thank you." the tail filter exists for.
         first = next(iter(segments), None)
-        if first is None or first.compression_ratio > s.compression_ratio_threshold:
+        if first is None or first.compression_ratio > self.settings.compression_ratio_threshold:
             return None
         spoken = [w for w in first.words or [] if normalize_word(w.word)]
         head = _after_prefix(spoken, prefix)
@@ -181,29 +172,18 @@ class WhisperDecoder:
             return None
         offset = len(context) / SAMPLE_RATE
         hyp = Hypothesis(audio_s=len(audio) / SAMPLE_RATE, language=info.language)
-        for w in head:
-            if w.end - offset <= 0:
-                continue  # aligned inside the context: a repeat of known speech
-            hyp.words.append(
-                Word(
-                    word=w.word,
-                    start=round(max(0.0, float(w.start) - offset), 3),
-                    end=round(float(w.end) - offset, 3),
-                    probability=round(float(w.probability), 4),
-                )
-            )
-        hyp.words = _cut_loops(hyp.words)
+        # Words aligned inside the context repeat known speech.
+        hyp.words = _cut_loops([_word(w, offset) for w in head if w.end - offset > 0])
         return hyp if hyp.words else None
 
-    def _decode_once(
-        self, audio: np.ndarray, prompt: str, language: str | None, final: bool
-    ) -> Hypothesis:
+    def _transcribe(
+        self, audio: np.ndarray, prompt: str, language: str | None, final: bool, **extra: Any
+    ) -> tuple[Any, Any]:
+        """One faster-whisper call with the settings every decode shares; `extra` adds to them."""
         s = self.settings
-        if self.english_only:
-            language = "en"
-        segments, info = self.model.transcribe(
+        return self.model.transcribe(
             audio,
-            language=language,
+            language="en" if self.english_only else language,
             beam_size=s.beam_size if final else s.partial_beam_size,
             # One temperature: a fallback ladder re-decodes up to six times, which at
             # ~0.5 s a decode is exactly the multi-second stall streaming cannot afford.
@@ -212,13 +192,24 @@ class WhisperDecoder:
             condition_on_previous_text=False,
             initial_prompt=prompt or None,
             vad_filter=False,
-            # Timestamp tokens let the model end cleanly; without them tiny.en tends to
-            # append "Thank you." segments after short audio (measured here).
-            without_timestamps=False,
             max_new_tokens=s.max_new_tokens,
             compression_ratio_threshold=s.compression_ratio_threshold,
             log_prob_threshold=s.log_prob_threshold,
             no_speech_threshold=s.no_speech_threshold,
+            **extra,
+        )
+
+    def _decode_once(
+        self, audio: np.ndarray, prompt: str, language: str | None, final: bool
+    ) -> Hypothesis:
+        segments, info = self._transcribe(
+            audio,
+            prompt,
+            language,
+            final,
+            # Timestamp tokens let the model end cleanly; without them tiny.en tends to
+            # append "Thank you." segments after short audio (measured here).
+            without_timestamps=False,
         )
         hyp = Hypothesis(audio_s=len(audio) / SAMPLE_RATE, language=info.language)
         logprobs: list[float] = []
@@ -239,17 +230,8 @@ class WhisperDecoder:
                 continue
             logprobs.append(seg.avg_logprob)
             no_speech.append(seg.no_speech_prob)
-            for w in seg.words or []:
-                if not normalize_word(w.word):
-                    continue  # a lone "." or "-" is not a word (tiny.en emits them at ends)
-                hyp.words.append(
-                    Word(
-                        word=w.word,
-                        start=round(float(w.start), 3),
-                        end=round(float(w.end), 3),
-                        probability=round(float(w.probability), 4),
-                    )
-                )
+            # A lone "." or "-" is not a word (tiny.en emits them at ends).
+            hyp.words.extend(_word(w) for w in seg.words or [] if normalize_word(w.word))
         hyp.words = _cut_loops(hyp.words)
         if logprobs:
             hyp.avg_logprob = round(float(np.mean(logprobs)), 4)
@@ -276,6 +258,16 @@ _NORM = re.compile(r"[^\w']+")
 def normalize_word(word: str) -> str:
     """Lowercase without punctuation, for comparing hypotheses."""
     return _NORM.sub("", word.lower())
+
+
+def _word(w: Any, offset: float = 0.0) -> Word:
+    """A faster-whisper word as ours, its times shifted back by `offset` seconds."""
+    return Word(
+        word=w.word,
+        start=round(max(0.0, float(w.start) - offset), 3),
+        end=round(float(w.end) - offset, 3),
+        probability=round(float(w.probability), 4),
+    )
 
 
 def _after_prefix(spoken: list[Any], prefix: str) -> list[Any]:
