@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """Synthesize a held-out development set for WER work (not committed; written to out/dev/).
 
-Five conversations with other espeak-ng voices and other texts than the committed
-fixtures, built the same way (scripts/make_fixtures.py: pauses 0.3-1.5 s, noise
-floor, FLAC plus JSON reference). Decoder settings tuned on the committed fixtures
-alone would be tuned to six recordings; this set is the check that a change helps
-speech it was not tuned on. docs/BENCHMARKS.md reports WER on both.
+Fifteen conversations (six stereo, one speaker per channel) with other espeak-ng
+voices and other texts than the committed fixtures, built the same way
+(scripts/make_fixtures.py: pauses 0.3-1.5 s, noise floor, FLAC plus JSON reference).
+Decoder settings tuned on the committed fixtures alone would be tuned to six
+recordings; this set is the check that a change helps speech it was not tuned on.
+docs/BENCHMARKS.md reports WER on both (its tables were measured on the first five).
 
 Usage:  python3 scripts/make_dev_set.py   then   python -m bench.replay out/dev/*.flac --offline
 """
@@ -110,6 +111,214 @@ CONVS = {
             "Can I still pay with my phone until then?",
             "No, the phone payments used the old card, so they are blocked too.",
             "Okay, I understand. Thanks for your quick help.",
+        ],
+    ),
+    # Ten more (4 stereo). "en-gb+VARIANT" is not used: espeak-ng 1.51 ignores the
+    # variant after "en-gb" and speaks plain en-gb; "en+VARIANT" (also gmw/en) works.
+    "dev_insurance": (
+        ("en-gb-x-rp+m3", 150, 40, 1),
+        ("en-029+f3", 160, 68, 1),
+        False,
+        [
+            "Good morning, claims department, this is Oliver speaking.",
+            "Hello Oliver. Someone drove into my parked car on Saturday evening.",
+            "I am sorry to hear that. Was anyone hurt?",
+            "No, thankfully the car was empty.",
+            "Good. Can you give me your policy number, please?",
+            "Yes, it is four seven two nine, five five one, eight.",
+            "Thank you. I can see your policy covers collision damage with a deductible of "
+            "two hundred and fifty dollars.",
+            "Does that mean I pay the first two hundred and fifty?",
+            "Right. The rest is paid by us after the repair shop sends the estimate.",
+            "How long does the whole process usually take?",
+            "Usually about ten working days, so you should hear from us before the "
+            "twentieth of May.",
+            "Okay. Thanks for explaining everything so clearly.",
+        ],
+    ),
+    "dev_hotel": (
+        ("en-us+f2", 165, 72, 1),
+        ("en-gb-scotland+m2", 145, 38, 1),
+        True,
+        [
+            "Thank you for calling the Harbor View Hotel, this is Emma. How may I help you?",
+            "Hello Emma. I would like to book a double room for three nights.",
+            "Of course. Which dates are you looking at?",
+            "From Thursday the twelfth of October until Sunday the fifteenth.",
+            "Let me check. Yes, we have a double room with a sea view for one hundred and "
+            "forty pounds a night.",
+            "Is breakfast included in that price?",
+            "It is, and breakfast is served from seven until half past ten.",
+            "Lovely. Could we also have a late checkout on Sunday?",
+            "I can offer a checkout at one o'clock at no extra charge.",
+            "Perfect. Please go ahead and book it under the name Campbell.",
+            "Done. Your booking reference is H R three eight six.",
+            "Thank you very much.",
+        ],
+    ),
+    "dev_doctor": (
+        ("en-gb-x-rp+f4", 148, 62, 1),
+        ("en-us+m5", 155, 45, 1),
+        False,
+        [
+            "Hello, you are through to the Riverside medical practice.",
+            "Hi, I would like to make an appointment with Doctor Patel, please.",
+            "Certainly. Are you already registered with us?",
+            "Yes, I have been a patient here for about six years.",
+            "Could I have your date of birth?",
+            "The ninth of November, nineteen eighty two.",
+            "Thank you, Mister Johnson. What is the appointment for?",
+            "I have had a cough for almost three weeks, and it gets worse at night.",
+            "Doctor Patel has a free slot on Wednesday at twenty past four. Would that suit "
+            "you, or would you prefer a morning appointment later in the week?",
+            "Wednesday afternoon is fine.",
+            "Great, you are booked in. Please arrive ten minutes early.",
+            "Will do. Thanks, goodbye.",
+        ],
+    ),
+    "dev_hr": (
+        ("en+f4", 155, 66, 1),
+        ("en-029+m1", 150, 40, 2),
+        False,
+        [
+            "Thanks for making time, Marcus. I wanted to talk about your holiday request.",
+            "Sure. I asked for two weeks off in August.",
+            "Right. The problem is that three other people on your team asked for the same "
+            "weeks, and we cannot close the support desk.",
+            "I see. Which weeks are still free?",
+            "The last week of July and the first week of September are both open.",
+            "Could I take one week in July and one in September instead?",
+            "Yes, that would work for us.",
+            "Okay. Do I need to fill in a new form?",
+            "No, I will update the request myself and you will get an email by Friday.",
+            "Great. And how many days will I have left for the rest of the year?",
+            "After these two weeks you will still have seven days left.",
+            "Perfect, thank you.",
+        ],
+    ),
+    "dev_school": (
+        ("en-gb-x-gbclan+f2", 150, 70, 1),
+        ("en-us+m1", 170, 36, 1),
+        True,
+        [
+            "Good evening, Mister Rivera. Thank you for coming to the parents evening.",
+            "Good evening. How is Sophie doing this term?",
+            "She is doing very well in science and history.",
+            "That is good to hear. What about mathematics?",
+            "Mathematics is harder for her. Her last test score was sixty two out of a "
+            "hundred, which is a little below the class average.",
+            "Is there anything we can do at home to help?",
+            "Yes. We run a free homework club every Tuesday and Thursday after school, from "
+            "half past three until five, and I think it would really help her.",
+            "Does she need to sign up in advance?",
+            "Just send me an email before Monday.",
+            "Okay.",
+            "The next test is on the twenty third of March, so there is still plenty of time.",
+            "Thank you. We will talk to her tonight.",
+        ],
+    ),
+    "dev_shipping": (
+        ("en-us-nyc+m4", 172, 44, 1),
+        ("en-gb-scotland+f3", 152, 64, 1),
+        False,
+        [
+            "Northline freight, this is Tony. What can I do for you?",
+            "Hello Tony, this is Fiona from Glen Textiles. I am calling about a late delivery.",
+            "Sure. Do you have the tracking number?",
+            "Yes. It is N L nine zero four four seven.",
+            "Okay, I see it. The shipment left our warehouse in Newark on Monday, but the "
+            "truck broke down near Philadelphia.",
+            "When will it arrive, then?",
+            "We moved the pallets to another truck this morning, so tomorrow before noon.",
+            "There are twelve pallets in total. Are all of them on the new truck?",
+            "Let me check. Yes, all twelve.",
+            "Good. Will we get a discount for the delay?",
+            "I can take fifteen percent off the freight charge.",
+            "Right. Please send that in writing.",
+            "No problem.",
+        ],
+    ),
+    "dev_car_repair": (
+        ("en-gb-x-gbcwmd+m6", 158, 38, 1),
+        ("en-us+f5", 162, 74, 1),
+        True,
+        [
+            "Hiya, it is Steve from the garage. We have had a look at your car.",
+            "Hi Steve. Is it bad news?",
+            "Not too bad. The front brake pads are worn down and the battery is about six "
+            "years old.",
+            "How much would it cost to fix both?",
+            "The brake pads are one hundred and ten pounds, and a new battery is ninety five, "
+            "so two hundred and five in total, including labour.",
+            "Can you do the brakes today and the battery next month?",
+            "We can, but I would not wait too long with the battery, because it might not "
+            "start on a cold morning.",
+            "Fair enough. Then please do both.",
+            "Okay. It will be ready by half past five.",
+            "Do you take card payments?",
+            "Yes, card or cash.",
+            "Great. See you at half five.",
+        ],
+    ),
+    "dev_restaurant": (
+        ("en-029+f2", 155, 60, 1),
+        ("en-gb-x-rp+m2", 142, 48, 1),
+        False,
+        [
+            "Good afternoon, Blue Lagoon restaurant, Grace speaking.",
+            "Good afternoon. I would like to reserve a table for Saturday evening.",
+            "Of course. For how many people?",
+            "There will be eight of us. It is my mother's seventieth birthday.",
+            "How lovely. We have a table in the garden room at seven thirty.",
+            "That sounds perfect. Can we bring our own cake?",
+            "Yes, but we charge a small fee of two pounds per person for serving it.",
+            "That is fine. One of the guests is vegan. Do you have vegan dishes?",
+            "We have three vegan main courses and a vegan dessert.",
+            "Wonderful. The booking is under the name Harrington.",
+            "Could I also have a phone number?",
+            "Yes, it is zero seven seven zero, three one two, four eight six.",
+            "Thank you, see you on Saturday.",
+        ],
+    ),
+    "dev_it_outage": (
+        ("en-us+m6", 175, 42, 1),
+        ("en+f1", 150, 56, 1),
+        True,
+        [
+            "Okay, everyone, let's start the incident call. Priya, what do we know so far?",
+            "The payment service has been down since ten forty this morning.",
+            "How many customers are affected?",
+            "Roughly twelve thousand orders have failed in the last hour.",
+            "Do we know the cause yet?",
+            "We think it is the database update from last night. The new index made the "
+            "main query about twenty times slower, and the connection pool ran out.",
+            "Can we roll back the update?",
+            "Yes. The rollback takes about fifteen minutes.",
+            "Then do it now.",
+            "Right.",
+            "I will write to the customer team so they can answer the phone calls, and "
+            "we will meet again at half past eleven to check that everything works.",
+            "Sounds good. I will post updates in the incident channel every ten minutes.",
+        ],
+    ),
+    "dev_sales": (
+        ("en-gb-scotland+m4", 160, 50, 1),
+        ("en-us-nyc+f4", 168, 70, 1),
+        False,
+        [
+            "Hello Rachel, thanks for taking the time to talk to me today.",
+            "Hi Andrew. Sure, I have about twenty minutes.",
+            "I wanted to show you our new scheduling software for your clinics.",
+            "We already use a scheduling tool, but our staff find it slow.",
+            "How many clinics and staff members do you have?",
+            "Four clinics and around sixty people in total.",
+            "For that size, our standard plan costs nine dollars per user per month, and the "
+            "first thirty days are free.",
+            "Does it work with our billing system?",
+            "Yes. It connects to most billing systems, and we help you set it up at no cost.",
+            "Okay. Can you send me a proposal by the end of the week?",
+            "Yes, please expect it by Thursday.",
+            "Great, I will share it with our director on the first of June.",
         ],
     ),
 }
