@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import jiwer
+from whisper_normalizer.english import EnglishTextNormalizer
 
 from bench.latency import Utterance
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
-_HYPHEN = re.compile(r"[-\u2010-\u2015]")
-_NOT_WORD = re.compile(r"[^a-z0-9\s]")
+_WHISPER_NORMALIZER = EnglishTextNormalizer()
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,9 +74,14 @@ def default_files() -> list[Path]:
 
 
 def normalize_text(text: str) -> str:
-    """Lowercase, hyphens to spaces, punctuation (apostrophes included) removed."""
-    text = _HYPHEN.sub(" ", text.lower())
-    return " ".join(_NOT_WORD.sub("", text).split())
+    """Whisper's English normalizer, the one Whisper WER is usually scored with.
+
+    Besides case and punctuation it writes spelled numbers as digits ("seven thirty" ->
+    "730"), expands contractions ("I'm" -> "i am") and drops fillers, so a reference
+    that spells "nineteen eighty two" and a model that writes "1982" agree. Streaming
+    and offline hypotheses go through the same function.
+    """
+    return " ".join(_WHISPER_NORMALIZER(text).split())
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,3 +124,39 @@ def word_errors(references: Sequence[str], hypotheses: Sequence[str]) -> WordErr
         out = jiwer.process_words(ref, hyp)
         subs, dels, ins = subs + out.substitutions, dels + out.deletions, ins + out.insertions
     return WordErrors((subs + dels + ins) / n_ref, subs, dels, ins, n_ref)
+
+
+def errors_per_utterance(utterances: Sequence[str], hypothesis: str) -> list[int]:
+    """Word errors of one track's hypothesis, charged to the reference utterance they hit.
+
+    The hypothesis is aligned to the utterances' words as one text; a substituted or
+    deleted word counts against its utterance, an inserted one against the utterance of
+    the reference word before it. The sum equals the track's word errors.
+    """
+    words: list[str] = []
+    owner: list[int] = []
+    for index, text in enumerate(utterances):
+        for word in normalize_text(text).split():
+            words.append(word)
+            owner.append(index)
+    errors = [0] * len(utterances)
+    hyp = normalize_text(hypothesis)
+    if not hyp:
+        for index in owner:
+            errors[index] += 1
+        return errors
+    if not words:
+        if errors:
+            errors[0] += len(hyp.split())
+        return errors
+    for chunk in jiwer.process_words(" ".join(words), hyp).alignments[0]:
+        if chunk.type == "equal":
+            continue
+        if chunk.type == "insert":
+            errors[owner[max(chunk.ref_start_idx - 1, 0)]] += (
+                chunk.hyp_end_idx - chunk.hyp_start_idx
+            )
+        else:
+            for k in range(chunk.ref_start_idx, chunk.ref_end_idx):
+                errors[owner[k]] += 1
+    return errors

@@ -8,7 +8,11 @@ when that decode is the very one it would run). On the bench recordings this giv
 same streaming WER as the live pipeline, in a fraction of the time, which makes it the
 tool for trying decoder settings: `STREAMSCRIBE_ASR_*` variables apply as in a worker.
 
-    python -m bench.replay bench/fixtures/*.flac [--offline] [--show]
+    python -m bench.replay bench/fixtures/*.flac [--offline [--by-utterance]] [--show]
+
+`--by-utterance` charges each word error to the reference utterance it falls in and
+splits the totals into each track's first utterance and the rest, for streaming and
+offline: where the gap between them comes from (docs/BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.offline import load_channels, transcribe
-from bench.reference import WordErrors, load_reference, word_errors
+from bench.reference import Reference, WordErrors, errors_per_utterance, load_reference, word_errors
 from services.asr.decoder import WhisperDecoder
 from services.asr.tracker import SessionTracker
 from services.ingest.vad import SileroModel, StreamingVad
@@ -90,21 +94,39 @@ def _errors(e: WordErrors) -> int:
     return e.substitutions + e.deletions + e.insertions
 
 
+def first_and_rest(ref: Reference, hypotheses: Sequence[str]) -> tuple[int, int]:
+    """Word errors in each track's first utterance, and in all the others."""
+    first = rest = 0
+    channels = list(range(ref.channels)) if ref.stereo else [None]
+    for channel, hypothesis in zip(channels, hypotheses, strict=True):
+        utts = [u.text for u in ref.utterances if u.channel == channel]
+        errors = errors_per_utterance(utts, hypothesis)
+        first, rest = first + sum(errors[:1]), rest + sum(errors[1:])
+    return first, rest
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("files", nargs="+", type=Path, help="FLAC/WAV with a .json reference")
     parser.add_argument("--offline", action="store_true", help="also the whole-file WER")
     parser.add_argument("--show", action="store_true", help="print every final")
+    parser.add_argument(
+        "--by-utterance",
+        action="store_true",
+        help="with --offline: errors in each track's first utterance vs the rest",
+    )
     args = parser.parse_args(argv)
     settings = Settings.from_env()
     decoder = WhisperDecoder(settings.asr)
     totals = {"stream": 0, "offline": 0, "words": 0}
+    split = {"stream": [0, 0], "offline": [0, 0]}
     for path in args.files:
         ref = load_reference(path)
         channels = load_channels(ref)
         started = time.perf_counter()
         finals = replay(channels, ref.stereo, decoder, settings)
-        errors = word_errors(ref.texts(), channel_texts(finals, len(channels)))
+        streamed = channel_texts(finals, len(channels))
+        errors = word_errors(ref.texts(), streamed)
         totals["stream"] += _errors(errors)
         totals["words"] += errors.reference_words
         line = (
@@ -112,9 +134,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{len(finals)} finals, {time.perf_counter() - started:.0f} s)"
         )
         if args.offline:
-            off = word_errors(ref.texts(), [transcribe(decoder, c) for c in channels])
+            offline = [transcribe(decoder, c) for c in channels]
+            off = word_errors(ref.texts(), offline)
             totals["offline"] += _errors(off)
             line += f"  offline {off.wer:6.1%} ({_errors(off)})  diff {errors.wer - off.wer:+.1%}"
+            if args.by_utterance:
+                for key, hyps in (("stream", streamed), ("offline", offline)):
+                    first, rest = first_and_rest(ref, hyps)
+                    split[key][0] += first
+                    split[key][1] += rest
+                    line += f"  {key} first/rest {first}/{rest}"
         print(line, flush=True)
         if args.show:
             for s in sorted(finals, key=lambda s: (s.channel or 0, s.start)):
@@ -124,6 +153,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.offline:
         pooled += f", offline {totals['offline'] / words:.2%} ({totals['offline']})"
     print(pooled)
+    if args.offline and args.by_utterance:
+        print(
+            "errors in first utterances (streaming/offline): "
+            f"{split['stream'][0]}/{split['offline'][0]}; in the rest: "
+            f"{split['stream'][1]}/{split['offline'][1]}"
+        )
     return 0
 
 

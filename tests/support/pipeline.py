@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import subprocess
 import time
 from collections import Counter
@@ -16,6 +15,7 @@ from pathlib import Path
 import jiwer
 import soundfile as sf
 
+from bench.reference import normalize_text
 from shared.bus import connect
 from shared.consumer import TranscriptReducer, read_events
 from shared.schemas import Done, Event, PartialSegment, SegmentFinalized
@@ -55,10 +55,6 @@ def reference(name: str) -> dict:
     return json.loads((FIXTURES / f"{name}.json").read_text())
 
 
-def normalize(text: str) -> str:
-    return " ".join(re.sub(r"[^a-z0-9' ]+", " ", text.lower().replace("-", " ")).split())
-
-
 def allowed_gap(ref: str) -> float:
     """Two WER points, but never less than one word: on a 40-word fixture one word is 2.5
     points, and which of two near-homophones tiny.en picks can flip with the exact audio
@@ -68,7 +64,11 @@ def allowed_gap(ref: str) -> float:
 
 
 def wer(ref: str, hyp: str) -> float:
-    return float(jiwer.wer(normalize(ref), normalize(hyp))) if normalize(ref) else float(bool(hyp))
+    """Scored as the bench scores (Whisper's English normalizer)."""
+    ref, hyp = normalize_text(ref), normalize_text(hyp)
+    if not ref:
+        return float(bool(hyp))
+    return float(jiwer.wer(ref, hyp)) if hyp else 1.0
 
 
 @cache

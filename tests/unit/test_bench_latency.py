@@ -15,7 +15,7 @@ from bench.latency import (
     unmatched_finals,
     utterance_latencies,
 )
-from bench.reference import normalize_text, word_errors
+from bench.reference import errors_per_utterance, normalize_text, word_errors
 
 T0 = 1_000.0
 
@@ -125,12 +125,21 @@ def test_first_partial_must_reach_into_the_utterance() -> None:
 
 
 def test_normalize_text() -> None:
-    assert normalize_text("Good-bye, World! It's 3 o'clock.") == "good bye world its 3 oclock"
+    assert normalize_text("Good-bye, World! I'm at seven thirty.") == "good bye world i am at 730"
+    assert normalize_text("nineteen eighty two") == normalize_text("1982")
 
 
 def test_word_errors_pool_channels() -> None:
-    errors = word_errors(["one two three", "four five"], ["one two tree", "four five six"])
+    errors = word_errors(["red green blue", "cyan pink"], ["red green glue", "cyan pink gold"])
     assert (errors.substitutions, errors.deletions, errors.insertions) == (1, 0, 1)
     assert errors.reference_words == 5
     assert errors.wer == pytest.approx(2 / 5)
     assert word_errors(["a b"], [""]).wer == 1.0
+
+
+def test_errors_per_utterance_charges_each_error_once() -> None:
+    utts = ["red green blue", "cyan pink", "gold"]
+    # "blue" -> "glue" (utterance 0), "pink" deleted (1), "grey" inserted after "gold" (2).
+    assert errors_per_utterance(utts, "red green glue cyan gold grey") == [1, 1, 1]
+    assert errors_per_utterance(utts, "") == [3, 2, 1]
+    assert errors_per_utterance(utts, "red green blue cyan pink gold") == [0, 0, 0]
