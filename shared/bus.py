@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any, cast
@@ -78,6 +79,7 @@ class Bus:
         self.settings = settings
         self._publish = redis.register_script(_script("publish.lua"))
         self._renew = redis.register_script(_script("renew.lua"))
+        self._trim_audio = redis.register_script(_script("trim_audio.lua"))
 
     # --- events ---------------------------------------------------------------------
 
@@ -166,6 +168,17 @@ class Bus:
 
     async def save_checkpoint(self, session_id: str, stage: str, state: dict[str, Any]) -> None:
         await self.redis.hset(keys.checkpoints(session_id), stage, msgspec.json.encode(state))
+
+    async def trim_audio(self, session_id: str, readers: Sequence[str]) -> int:
+        """Drop audio log entries that every stage in `readers` has checkpointed past.
+
+        Each reader's checkpoint holds `resume_id`, the oldest entry it still needs; the
+        log keeps everything from the oldest of those on. Returns the entries removed.
+        """
+        if not readers:
+            return 0
+        keys_ = [keys.audio(session_id), keys.checkpoints(session_id)]
+        return int(await self._trim_audio(keys=keys_, args=list(readers)))
 
     async def finished_stages(self, session_id: str) -> set[str]:
         members = cast(set[bytes], await self.redis.smembers(keys.finished(session_id)))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 PREFIX = "ss"
 _SESSION_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
@@ -40,6 +41,16 @@ def inbox(session_id: str) -> str:
 def audio(session_id: str) -> str:
     """Normalized 16 kHz audio, VAD marks and the end mark, written by ingest."""
     return _tagged(session_id, "audio")
+
+
+# Stages that read the audio log (the planned enrich stage reads it for prosody). The log
+# is trimmed only below what each of them in the deployed pipeline has checkpointed past.
+AUDIO_READERS = ("asr", "enrich")
+
+
+def audio_readers(pipeline: Sequence[str]) -> tuple[str, ...]:
+    """The stages of `pipeline` whose checkpoints bound audio log trimming."""
+    return tuple(stage for stage in pipeline if stage in AUDIO_READERS)
 
 
 def events(session_id: str) -> str:

@@ -25,6 +25,11 @@ LEASES_LOST = Counter("streamscribe_leases_lost_total", "Sessions another worker
 ERRORS_EMITTED = Counter(
     "streamscribe_error_events_total", "`error` events published", ["stage", "code"]
 )
+AUDIO_ENTRIES_TRIMMED = Counter(
+    "streamscribe_audio_entries_trimmed_total",
+    "Audio log entries dropped after every stage reading the log checkpointed past them",
+    ["stage"],
+)
 DECODE_SECONDS = Histogram(
     "streamscribe_asr_decode_seconds",
     "Wall time of one Whisper decode",

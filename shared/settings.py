@@ -26,6 +26,9 @@ class BusSettings:
     renew_interval_ms: int = 2_000
     max_sessions_per_worker: int = 8
     session_ttl_s: int = 24 * 3600
+    # Drop audio log entries once every stage that reads the log has checkpointed past
+    # them (False: keep the whole log until the session expires, e.g. to replay it).
+    trim_audio: bool = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -155,8 +155,9 @@ class SessionTracker:
                 track.utt_start = int(t["open_start"])
 
     def checkpoint(self) -> dict[str, Any]:
+        # Held audio is context for decodes to come; once finished there are none.
         ids = [i for t in self.tracks.values() if (i := t.oldest_id()) is not None]
-        resume = min(ids, key=_id_key) if ids else self.last_id
+        resume = min(ids, key=_id_key) if ids and not self.finished else self.last_id
         return {
             "resume_id": resume,
             "tracks": {

@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 import structlog
+from redis.exceptions import RedisError
 
 from services.asr.decoder import Hypothesis, WhisperDecoder
 from services.asr.scheduler import FINAL_PRIORITY, PARTIAL_PRIORITY, DecodeScheduler
@@ -38,6 +39,9 @@ class AsrHandler:
         self.settings = settings
         self.decoder: WhisperDecoder | None = None
         self.scheduler = DecodeScheduler()
+        self.audio_readers = (
+            keys.audio_readers(settings.pipeline) if settings.bus.trim_audio else ()
+        )
 
     async def prepare(self) -> None:
         self.decoder = await asyncio.to_thread(WhisperDecoder, self.settings.asr)
@@ -83,6 +87,7 @@ class AsrHandler:
             with contextlib.suppress(asyncio.CancelledError):
                 await reader
         await lease.save_checkpoint(tracker.checkpoint())
+        await self._trim_audio(lease)
 
     async def _decode_loop(
         self,
@@ -160,7 +165,9 @@ class AsrHandler:
                 )
                 # The checkpoint rides in the same script call: a kill right after this
                 # line resumes after the final, never re-cutting or re-emitting it.
-                await lease.publish_closing(final, checkpoint=out.checkpoint)
+                result = await lease.publish_closing(final, checkpoint=out.checkpoint)
+                if result.published:
+                    await self._trim_audio(lease)
                 seen = end_seen.pop((out.channel, out.end_pos), None)
                 if seen is not None:
                     metrics.FINAL_LAG_SECONDS.observe(time.monotonic() - seen)
@@ -176,6 +183,21 @@ class AsrHandler:
             if result.reason == "stale":
                 # A dead owner got further on this segment; count on from its revision.
                 tracker.set_revision_floor(out.channel, result.head_revision)
+
+    async def _trim_audio(self, lease: SessionLease) -> None:
+        """Release audio this stage (and every other reader) has checkpointed past.
+
+        Best effort: a failed trim only keeps audio longer, so it is logged, not raised.
+        """
+        if not self.audio_readers:
+            return
+        try:
+            removed = await lease.bus.trim_audio(lease.session_id, self.audio_readers)
+        except RedisError as exc:
+            log.warning("audio_trim_failed", session_id=lease.session_id, error=str(exc))
+            return
+        if removed:
+            metrics.AUDIO_ENTRIES_TRIMMED.labels(self.stage).inc(removed)
 
     async def _read_audio(
         self,

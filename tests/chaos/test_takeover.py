@@ -68,6 +68,22 @@ def _finals(url: str, sid: str) -> int:
         client.close()
 
 
+def _first_audio_pos(url: str, sid: str) -> int:
+    """Sample position of the oldest audio chunk still in the session's audio log."""
+    from shared.audio_log import from_fields
+    from shared.schemas import AudioChunk
+
+    client = sync_redis.Redis.from_url(url)
+    try:
+        for _id, fields in client.xrange(keys.audio(sid)):
+            entry = from_fields(fields)
+            if isinstance(entry, AudioChunk):
+                return entry.pos
+    finally:
+        client.close()
+    return -1
+
+
 def _kill_owner_mid_session(stack: Stack, stage: str, sid: str) -> float:
     """SIGKILL the worker owning the session after its second final; seconds to takeover."""
     wait_until(lambda: _finals(stack.url, sid) >= 2, timeout_s=60)
@@ -86,13 +102,17 @@ def test_sigkilled_worker_is_taken_over_and_transcript_is_complete(
     stack.start(stage)  # a second worker of the stage, standing by
     sid = f"chaos-{stage}"
 
-    async def scenario() -> tuple[float, list]:
+    async def scenario() -> tuple[float, int, list]:
         pushing = asyncio.create_task(asyncio.to_thread(_push_sync, stack.url, sid))
         takeover_s = await asyncio.to_thread(_kill_owner_mid_session, stack, stage, sid)
+        oldest = _first_audio_pos(stack.url, sid)
         await pushing
-        return takeover_s, await collect(stack.url, sid)
+        return takeover_s, oldest, await collect(stack.url, sid)
 
-    takeover_s, events = asyncio.run(scenario())
+    takeover_s, oldest_audio, events = asyncio.run(scenario())
+    # The finals before the kill let asr trim the log: the new owner resumes on what its
+    # checkpoint kept, not on the whole recording.
+    assert oldest_audio > 0, "the audio log was trimmed before the takeover"
     min_idle_s = CHAOS_BUS.claim_min_idle_ms / 1000
     # Idle counts from the dead owner's last renewal, so the claim lands at most
     # min-idle after the kill, plus one claim-loop turn (block_ms) of slack.

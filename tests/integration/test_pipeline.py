@@ -170,3 +170,26 @@ def test_asr_worker_exports_its_final_lag(stack: Stack, sessions: dict[str, list
         if line.startswith("streamscribe_asr_final_lag_seconds_count")
     ]
     assert float(count_line.split()[-1]) >= 6, "one observation per VAD-closed final at least"
+
+
+def test_audio_log_is_released_once_asr_is_done(stack: Stack, sessions: dict[str, list]) -> None:
+    """asr is the only stage reading the audio log: after `done` it needs none of it."""
+    import msgspec
+
+    from shared import keys
+    from shared.bus import connect
+    from shared.settings import BusSettings
+
+    async def check() -> tuple[int, str, str]:
+        redis = connect(BusSettings(redis_url=stack.url))
+        try:
+            sid = sessions["conv_short"][0].session_id
+            checkpoint = msgspec.json.decode(await redis.hget(keys.checkpoints(sid), "asr"))
+            ((first, _),) = await redis.xrange(keys.audio(sid), count=1)
+            return await redis.xlen(keys.audio(sid)), first.decode(), checkpoint["resume_id"]
+        finally:
+            await redis.aclose()
+
+    length, first, resume_id = asyncio.run(check())
+    assert first == resume_id, "trimmed exactly to the asr checkpoint"
+    assert length == 1, "only the last entry (the end mark) is left"
