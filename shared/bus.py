@@ -80,6 +80,7 @@ class Bus:
         self._publish = redis.register_script(_script("publish.lua"))
         self._renew = redis.register_script(_script("renew.lua"))
         self._trim_audio = redis.register_script(_script("trim_audio.lua"))
+        self._prune_consumers = redis.register_script(_script("prune_consumers.lua"))
 
     # --- events ---------------------------------------------------------------------
 
@@ -159,6 +160,11 @@ class Bus:
         """Keep a registry entry pending for this worker; False when another took it."""
         raw = await self._renew(keys=[keys.registry()], args=[group, consumer, entry_id])
         return int(raw) == 1
+
+    async def prune_consumers(self, group: str, min_idle_ms: int) -> list[str]:
+        """Delete `group`'s consumers that hold nothing and are idle `min_idle_ms` or more."""
+        names = await self._prune_consumers(keys=[keys.registry()], args=[group, min_idle_ms])
+        return [n.decode() if isinstance(n, bytes) else str(n) for n in names]
 
     # --- checkpoints and stage completion -----------------------------------------------
 

@@ -29,6 +29,9 @@ class BusSettings:
     # Drop audio log entries once every stage that reads the log has checkpointed past
     # them (False: keep the whole log until the session expires, e.g. to replay it).
     trim_audio: bool = True
+    # Consumers of a stage's group that hold no session and have not read for this long
+    # (pods that are gone) are deleted, at most once a minute per worker.
+    prune_consumers_idle_ms: int = 600_000
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,6 +26,7 @@ log = structlog.get_logger("streamscribe.worker")
 # Transient: the session is resumed from its checkpoint once Redis answers again.
 TRANSIENT_ERRORS = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
 _MAX_ATTEMPTS = 3
+_PRUNE_INTERVAL_S = 60.0
 
 
 class StageHandler(Protocol):
@@ -124,6 +125,7 @@ class Worker:
         self.prepared = False
         self.beat = time.monotonic()
         self._pending_acks: list[bytes] = []
+        self._pruned_at = 0.0
         self._log = log.bind(stage=self.stage, worker=self.name)
 
     # --- probes -------------------------------------------------------------------------
@@ -154,6 +156,7 @@ class Worker:
                 try:
                     await self._ensure_group()
                     await self._claim_some(stop)
+                    await self._prune_consumers()
                 except TRANSIENT_ERRORS as exc:
                     self._log.warning("redis_unavailable", error=str(exc))
                     await _sleep_or_stop(stop, 1.0)
@@ -210,6 +213,17 @@ class Worker:
         for _stream, entries in cast(list[tuple[bytes, list[StreamEntry]]], response or []):
             for entry_id, fields in entries:
                 self._start(entry_id, fields, takeover=False)
+
+    async def _prune_consumers(self) -> None:
+        """Forget consumer names of workers that are gone (XINFO CONSUMERS stays short)."""
+        if time.monotonic() - self._pruned_at < _PRUNE_INTERVAL_S:
+            return
+        self._pruned_at = time.monotonic()
+        removed = await self.bus.prune_consumers(
+            self.stage, self.settings.bus.prune_consumers_idle_ms
+        )
+        if removed:
+            self._log.info("consumers_pruned", consumers=removed)
 
     def _start(self, entry_id: bytes, fields: dict[bytes, bytes], *, takeover: bool) -> None:
         if entry_id in self.leases:
