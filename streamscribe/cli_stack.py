@@ -34,16 +34,21 @@ def cmd_worker(args: argparse.Namespace, settings: Settings, _url: str | None) -
 
 @contextlib.contextmanager
 def _sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM (docker stop, systemd) takes the same orderly path as Ctrl-C."""
+    """SIGTERM (docker stop, systemd) takes the same orderly path as Ctrl-C.
+
+    SIGINT is set too: a shell starts background jobs (`streamscribe up &`) with SIGINT
+    ignored, and `kill -INT` should still stop the stack.
+    """
 
     def interrupt(_signum: int, _frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, interrupt)
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _stack(args: argparse.Namespace, settings: Settings, named_url: str | None) -> Stack:

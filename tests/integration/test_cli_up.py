@@ -100,3 +100,31 @@ def test_demo_pushes_a_file_and_writes_the_transcript(tmp_path: Path) -> None:
     assert transcript.meta.complete and transcript.meta.duration_s == pytest.approx(4.0, abs=0.1)
     assert json.loads(target.read_text())["schema_version"] == 2
     assert time.monotonic() - began < 60
+
+
+def test_up_started_as_a_background_job_stops_on_sigint(tmp_path: Path) -> None:
+    """Shells start `streamscribe up &` with SIGINT ignored; `kill -INT` must still stop it."""
+
+    def ignore_sigint() -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    with (tmp_path / "up.err").open("wb") as err:
+        proc = subprocess.Popen(
+            cli("up", "--stages", "ingest"),
+            env=cli_env(),
+            stdout=subprocess.PIPE,
+            stderr=err,
+            preexec_fn=ignore_sigint,
+        )
+        try:
+            assert proc.stdout is not None
+            assert proc.stdout.readline().decode().startswith("redis: redis://")
+            proc.send_signal(signal.SIGINT)
+            assert proc.wait(timeout=30) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            if proc.stdout is not None:
+                proc.stdout.close()
+    assert "redis_stopped" in (tmp_path / "up.err").read_text()
