@@ -1,8 +1,9 @@
 """Replay a recording's finals without Redis or a clock: the WER side of `make bench`, fast.
 
 Finals are a function of the audio log (docs/BENCHMARKS.md), so they can be derived
-offline: the real silero VAD makes the marks ingest would, the real `SessionTracker`
-asks for the decodes a final needs, and the real `WhisperDecoder` runs them. Partials
+offline: the producer's framing and the ingest stage's `IngestSession` build the log a
+push would, the real `SessionTracker` asks for the decodes a final needs, and the real
+`WhisperDecoder` runs them. Partials
 are skipped, since a final never depends on them (it reuses a pause-time decode only
 when that decode is the very one it would run). On the bench recordings this gives the
 same streaming WER as the live pipeline, in a fraction of the time, which makes it the
@@ -19,44 +20,72 @@ from __future__ import annotations
 
 import argparse
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-import numpy as np
+from redis.typing import EncodableT, FieldT
 
 from bench.offline import load_channels, transcribe
 from bench.reference import Reference, WordErrors, errors_per_utterance, load_reference, word_errors
 from services.asr.decoder import WhisperDecoder
 from services.asr.tracker import SessionTracker
-from services.ingest.vad import SileroModel, StreamingVad
-from shared.audio_log import float_to_pcm
-from shared.schemas import AudioChunk, AudioEntry, EndMark, Segment
+from services.ingest.core import ErrorNotice, IngestSession
+from services.ingest.vad import SileroModel
+from shared.schemas import AudioEntry, Segment, SessionConfig
 from shared.settings import Settings
+from streamscribe.audio_file import decode, frame_samples, probe, split_frames
+from streamscribe.producer import media_fields, start_fields, stop_fields
 
-BATCH = 1600  # 0.1 s, about what one ingest batch carries at real-time pace
+# Producer frames per ingest batch: 0.1 s of 20 ms frames, about what one ingest read
+# holds at real-time pace.
+FRAMES_PER_BATCH = 5
 
 
-def audio_log(channels: Sequence[np.ndarray], settings: Settings) -> list[AudioEntry]:
-    """The entries ingest would append for these 16 kHz tracks (chunks, then marks)."""
-    model = SileroModel()
-    vads = [StreamingVad(model, ch, settings.ingest) for ch in range(len(channels))]
+def audio_log(path: Path, stereo: bool, settings: Settings) -> list[AudioEntry]:
+    """The entries ingest appends for `path` pushed as `streamscribe push` sends it.
+
+    The producer's own decoding and framing (20 ms pcm_s16le at the file's rate, stereo
+    kept only for `stereo`), fed through the ingest stage's real `IngestSession`, so
+    resampling, downmix, VAD and the order of chunks and marks are the worker's.
+    """
+    info = probe(path, channels_as_speakers=stereo)
+    config = SessionConfig(
+        sample_rate=info.sample_rate,
+        encoding="pcm_s16le",
+        channels=info.channels,
+        channels_as_speakers=stereo,
+    )
+    frames = split_frames(decode(info), frame_samples(info.sample_rate, 20))
+    messages = [start_fields(config)]
+    messages += [media_fields(seq, frame) for seq, frame in enumerate(frames, 1)]
+    messages.append(stop_fields())
+    session = IngestSession("replay", settings.ingest, SileroModel(), settings.pipeline)
     entries: list[AudioEntry] = []
-    for pos in range(0, len(channels[0]), BATCH):
-        marks = []
-        for ch, audio in enumerate(channels):
-            piece = audio[pos : pos + BATCH]
-            entries.append(AudioChunk(channel=ch, pos=pos, pcm=float_to_pcm(piece)))
-            marks.extend(vads[ch].feed(piece))
-        entries.extend(marks)
-    for vad in vads:
-        entries.extend(vad.finish(len(channels[0])))
-    entries.append(EndMark(pos=len(channels[0])))
+    for first in range(0, len(messages), FRAMES_PER_BATCH):
+        batch = [
+            (f"{first + k + 1}-0", _as_read(fields))
+            for k, fields in enumerate(messages[first : first + FRAMES_PER_BATCH])
+        ]
+        out = session.handle_batch(batch)
+        errors = [n for n in out.notices if isinstance(n, ErrorNotice)]
+        if errors:
+            raise ValueError(f"{path}: ingest rejected the file: {errors[0]}")
+        entries.extend(out.entries)
     return entries
 
 
-def replay(
-    channels: Sequence[np.ndarray], stereo: bool, decoder: WhisperDecoder, settings: Settings
-) -> list[Segment]:
+def _as_read(fields: Mapping[FieldT, EncodableT]) -> dict[bytes, bytes]:
+    """A producer message as a Redis read returns it (bytes keys and values)."""
+    return {_bytes(k): _bytes(v) for k, v in fields.items()}
+
+
+def _bytes(value: object) -> bytes:
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value)
+    return str(value).encode()
+
+
+def replay(path: Path, stereo: bool, decoder: WhisperDecoder, settings: Settings) -> list[Segment]:
     """Every final the asr stage would publish for this audio, in publish order."""
     asr = settings.asr
     tracker = SessionTracker(
@@ -70,7 +99,7 @@ def replay(
         provenance=decoder.provenance("en", 0),
     )
     finals: list[Segment] = []
-    for i, entry in enumerate(audio_log(channels, settings)):
+    for i, entry in enumerate(audio_log(path, stereo, settings)):
         tracker.feed(f"{i + 1}-0", entry)
         while tracker.pending() in ("final", "cut"):
             req = tracker.next_request()
@@ -124,7 +153,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ref = load_reference(path)
         channels = load_channels(ref)
         started = time.perf_counter()
-        finals = replay(channels, ref.stereo, decoder, settings)
+        finals = replay(ref.path, ref.stereo, decoder, settings)
         streamed = channel_texts(finals, len(channels))
         errors = word_errors(ref.texts(), streamed)
         totals["stream"] += _errors(errors)

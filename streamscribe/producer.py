@@ -103,16 +103,15 @@ class Producer:
             raise SessionExists(f"session {sid!r} already exists; use a new session id")
         # Bus contract: registry entry first, then the inbox's `start`.
         registration: dict[FieldT, EncodableT] = {"session_id": sid}
-        start: dict[FieldT, EncodableT] = {"type": "start", "config": msgspec.json.encode(config)}
         await self.redis.xadd(keys.registry(), registration)
-        await self.redis.xadd(keys.inbox(sid), start)
+        await self.redis.xadd(keys.inbox(sid), start_fields(config))
         self._configs[sid] = config
         return sid
 
     async def send(self, session_id: str, seq: int, data: bytes) -> None:
         """Send one media frame; `seq` starts at 1 and orders the frames."""
         self._check_frame(session_id, seq, data)
-        await self.redis.xadd(keys.inbox(session_id), _media_fields(seq, data))
+        await self.redis.xadd(keys.inbox(session_id), media_fields(seq, data))
 
     async def send_many(self, session_id: str, frames: Iterable[tuple[int, bytes]]) -> int:
         """Send (seq, data) frames in one pipelined round trip; returns how many."""
@@ -120,7 +119,7 @@ class Producer:
         count = 0
         for seq, data in frames:
             self._check_frame(session_id, seq, data)
-            pipe.xadd(keys.inbox(session_id), _media_fields(seq, data))
+            pipe.xadd(keys.inbox(session_id), media_fields(seq, data))
             count += 1
         if count:
             await pipe.execute()
@@ -128,8 +127,7 @@ class Producer:
 
     async def stop(self, session_id: str) -> None:
         """Tell the pipeline no more frames follow; it finishes and publishes `done`."""
-        stop: dict[FieldT, EncodableT] = {"type": "stop"}
-        await self.redis.xadd(keys.inbox(keys.check_session_id(session_id)), stop)
+        await self.redis.xadd(keys.inbox(keys.check_session_id(session_id)), stop_fields())
         self._configs.pop(session_id, None)
 
     async def push_file(
@@ -283,8 +281,19 @@ class Producer:
             )
 
 
-def _media_fields(seq: int, data: bytes) -> dict[FieldT, EncodableT]:
+def start_fields(config: SessionConfig) -> dict[FieldT, EncodableT]:
+    """The inbox message that opens a session (docs/PROTOCOL.md)."""
+    return {"type": "start", "config": msgspec.json.encode(config)}
+
+
+def media_fields(seq: int, data: bytes) -> dict[FieldT, EncodableT]:
+    """One media frame's inbox message."""
     return {"type": "media", "seq": str(seq), "data": bytes(data)}
+
+
+def stop_fields() -> dict[FieldT, EncodableT]:
+    """The inbox message that ends a session's input."""
+    return {"type": "stop"}
 
 
 async def _call(callback: Callable[..., object], *args: object) -> None:
