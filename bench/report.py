@@ -36,6 +36,10 @@ def files_table(results: dict[str, Any]) -> str:
             continue
         s = run["sessions"][0]
         off = offline.get(s["file"], {}).get("wer", {}).get("wer")
+        off_runs = offline.get(s["file"], {}).get("wer_runs") or []
+        off_text = _pct(off)
+        if len(set(off_runs)) > 1:  # the baseline sampled: show the spread of its runs
+            off_text += f" ({_pct(min(off_runs))}-{_pct(max(off_runs))})"
         wer = s["wer_streaming"]["wer"]
         rows.append(
             [
@@ -49,7 +53,7 @@ def files_table(results: dict[str, Any]) -> str:
                 _s(s["first_partial_latency_s"]["p50"]),
                 _s(s["first_partial_latency_s"]["p95"]),
                 _pct(wer),
-                _pct(off),
+                off_text,
                 "-" if off is None else f"{100 * (wer - off):+.1f}",
                 str(s["decodes"]),
                 _s(s["decodes_per_final"], 1),

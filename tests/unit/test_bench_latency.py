@@ -143,3 +143,30 @@ def test_errors_per_utterance_charges_each_error_once() -> None:
     assert errors_per_utterance(utts, "red green glue cyan gold grey") == [1, 1, 1]
     assert errors_per_utterance(utts, "") == [3, 2, 1]
     assert errors_per_utterance(utts, "red green blue cyan pink gold") == [0, 0, 0]
+
+
+def _one_session_results(wer_runs: list[float]) -> dict:
+    session = {
+        "file": "f",
+        "channels": 1,
+        "duration_s": 10.0,
+        "utterances": 3,
+        "final_latency_s": {"p50": 1.0, "p95": 1.5, "max": 1.6},
+        "first_partial_latency_s": {"p50": 1.2, "p95": 1.4},
+        "wer_streaming": {"wer": 0.2},
+        "decodes": 9,
+        "decodes_per_final": 3.0,
+        "utterances_without_final": 0,
+    }
+    median = sorted(wer_runs)[len(wer_runs) // 2]
+    offline = {"files": {"f": {"wer": {"wer": median}, "wer_runs": wer_runs}}}
+    return {"runs": [{"n": 1, "sessions": [session]}], "offline": offline}
+
+
+def test_files_table_shows_the_spread_of_a_sampling_offline_baseline() -> None:
+    from bench.report import files_table
+
+    varied = files_table(_one_session_results([0.156, 0.279, 0.361]))
+    assert "27.9% (15.6%-36.1%)" in varied and "-7.9" in varied
+    steady = files_table(_one_session_results([0.1, 0.1]))
+    assert "10.0%" in steady and "%-" not in steady
