@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -33,15 +34,44 @@ def transcribe(decoder: WhisperDecoder, audio: np.ndarray) -> str:
     return " ".join(s.text.strip() for s in segments)
 
 
-def offline_results(
-    refs: Sequence[Reference], settings: AsrSettings, repeats: int = 3
-) -> dict[str, Any]:
-    """Per file: offline WER (per channel pooled for stereo), text, and decode wall time.
+@dataclass(frozen=True, slots=True)
+class OfflineRun:
+    """One whole-file transcription of a recording, scored."""
+
+    errors: WordErrors
+    texts: list[str]
+    wall_s: float
+
+
+def median_offline_run(
+    decoder: WhisperDecoder,
+    ref: Reference,
+    channels: Sequence[np.ndarray],
+    repeats: int = 3,
+) -> tuple[OfflineRun, list[OfflineRun]]:
+    """The median of up to `repeats` whole-file runs, and every run.
 
     faster-whisper's default temperature fallback samples, so a file whose beam result
-    fails its checks decodes differently from run to run (docs/BENCHMARKS.md). Each file
-    is transcribed twice; when the two texts differ, up to `repeats` times, and the
-    median run is reported with every run's WER in `wer_runs`.
+    fails its checks decodes differently from run to run (docs/BENCHMARKS.md). The file
+    is transcribed twice; only when the two texts differ, up to `repeats` times.
+    """
+    runs: list[OfflineRun] = []
+    for attempt in range(max(1, repeats)):
+        started = time.perf_counter()
+        texts = [transcribe(decoder, audio) for audio in channels]
+        runs.append(
+            OfflineRun(word_errors(ref.texts(), texts), texts, time.perf_counter() - started)
+        )
+        if attempt == 1 and runs[0].texts == runs[1].texts:
+            break  # the same text twice: nothing was sampled
+    return sorted(runs, key=lambda run: run.errors.wer)[len(runs) // 2], runs
+
+
+def offline_results(refs: Sequence[Reference], settings: AsrSettings) -> dict[str, Any]:
+    """Per file: offline WER (per channel pooled for stereo), text, and decode wall time.
+
+    The median of repeated runs (`median_offline_run`), with every run's WER in
+    `wer_runs`.
     """
     decoder = WhisperDecoder(settings)
     out: dict[str, Any] = {
@@ -52,21 +82,13 @@ def offline_results(
         "files": {},
     }
     for ref in refs:
-        channels = load_channels(ref)
-        runs: list[tuple[WordErrors, list[str], float]] = []
-        for attempt in range(max(1, repeats)):
-            started = time.perf_counter()
-            texts = [transcribe(decoder, audio) for audio in channels]
-            runs.append((word_errors(ref.texts(), texts), texts, time.perf_counter() - started))
-            if attempt == 1 and runs[0][1] == runs[1][1]:
-                break  # the same text twice: nothing was sampled
-        errors, texts, wall_s = sorted(runs, key=lambda run: run[0].wer)[len(runs) // 2]
+        median, runs = median_offline_run(decoder, ref, load_channels(ref))
         out["files"][ref.name] = {
-            "wer": errors.as_dict(),
-            "wer_runs": [round(run[0].wer, 4) for run in runs],
+            "wer": median.errors.as_dict(),
+            "wer_runs": [round(run.errors.wer, 4) for run in runs],
             "wer_mode": "per-channel, pooled" if ref.stereo else "mono",
-            "wall_s": round(wall_s, 3),
-            "rtf": round(wall_s / ref.duration_s, 4),
-            "hypothesis": texts,
+            "wall_s": round(median.wall_s, 3),
+            "rtf": round(median.wall_s / ref.duration_s, 4),
+            "hypothesis": median.texts,
         }
     return out

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from redis.typing import EncodableT, FieldT
 
-from bench.offline import load_channels, transcribe
+from bench.offline import load_channels, median_offline_run
 from bench.reference import Reference, WordErrors, errors_per_utterance, load_reference, word_errors
 from services.asr.decoder import WhisperDecoder
 from services.asr.tracker import SessionTracker
@@ -137,7 +137,11 @@ def first_and_rest(ref: Reference, hypotheses: Sequence[str]) -> tuple[int, int]
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("files", nargs="+", type=Path, help="FLAC/WAV with a .json reference")
-    parser.add_argument("--offline", action="store_true", help="also the whole-file WER")
+    parser.add_argument(
+        "--offline",
+        action="store_true",
+        help="also the whole-file WER (median of runs, as make bench reports it)",
+    )
     parser.add_argument("--show", action="store_true", help="print every final")
     parser.add_argument(
         "--by-utterance",
@@ -163,8 +167,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{len(finals)} finals, {time.perf_counter() - started:.0f} s)"
         )
         if args.offline:
-            offline = [transcribe(decoder, c) for c in channels]
-            off = word_errors(ref.texts(), offline)
+            median, _runs = median_offline_run(decoder, ref, channels)
+            offline, off = median.texts, median.errors
             totals["offline"] += _errors(off)
             line += f"  offline {off.wer:6.1%} ({_errors(off)})  diff {errors.wer - off.wer:+.1%}"
             if args.by_utterance:
