@@ -27,7 +27,7 @@ def load_channels(ref: Reference) -> list[np.ndarray]:
 
 
 def transcribe(decoder: WhisperDecoder, audio: np.ndarray) -> str:
-    """faster-whisper's own long-form transcription, defaults except beam 1 (as streaming)."""
+    """faster-whisper's own long-form transcription: its defaults, with the finals' beam."""
     segments, _info = decoder.model.transcribe(
         audio, language="en", beam_size=decoder.settings.beam_size, vad_filter=False
     )

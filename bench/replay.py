@@ -3,11 +3,11 @@
 Finals are a function of the audio log (docs/BENCHMARKS.md), so they can be derived
 offline: the producer's framing and the ingest stage's `IngestSession` build the log a
 push would, the real `SessionTracker` asks for the decodes a final needs, and the real
-`WhisperDecoder` runs them. Partials
-are skipped, since a final never depends on them (it reuses a pause-time decode only
-when that decode is the very one it would run). On the bench recordings this gives the
-same streaming WER as the live pipeline, in a fraction of the time, which makes it the
-tool for trying decoder settings: `STREAMSCRIBE_ASR_*` variables apply as in a worker.
+`WhisperDecoder` runs them. Partials are skipped, since a final never depends on them
+(it reuses a pause-time decode only when that decode is the very one it would run).
+On the bench recordings this gives the same streaming WER as the live pipeline, in a
+fraction of the time, which makes it the tool for trying decoder settings:
+`STREAMSCRIBE_ASR_*` variables apply as in a worker.
 
     python -m bench.replay bench/fixtures/*.flac [--offline [--by-utterance]] [--show]
 

@@ -9,10 +9,10 @@ from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from pathlib import Path
 
 import av
-import msgspec
 import numpy as np
 import redis.asyncio as aioredis
 import soundfile as sf
+from redis.typing import EncodableT, FieldT
 
 from services.ingest.vad import SileroModel
 from services.ingest.worker import IngestHandler
@@ -23,6 +23,8 @@ from shared.consumer import read_events
 from shared.schemas import AudioChunk, AudioEntry, Done, EndMark, Event, SessionConfig, VadMark
 from shared.settings import Settings
 from shared.worker import Worker
+from streamscribe import producer
+from streamscribe.producer import media_fields
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 
@@ -94,22 +96,20 @@ def opus_packets(samples: np.ndarray, rate: int = 48000) -> list[bytes]:
     return packets
 
 
-def start_fields(config: SessionConfig | bytes) -> dict[str, bytes | str]:
-    raw = config if isinstance(config, bytes) else msgspec.json.encode(config)
-    return {"type": "start", "config": raw}
+def start_fields(config: SessionConfig | bytes) -> dict[FieldT, EncodableT]:
+    """The producer's `start` message; raw bytes stand in for a malformed config."""
+    if isinstance(config, bytes):
+        return {"type": "start", "config": config}
+    return producer.start_fields(config)
 
 
-def media_fields(seq: int, data: bytes) -> dict[str, bytes | str]:
-    return {"type": "media", "seq": str(seq), "data": data}
-
-
-STOP: dict[str, bytes | str] = {"type": "stop"}
+STOP = producer.stop_fields()
 
 
 async def push(
     redis: aioredis.Redis,
     session_id: str,
-    messages: Iterable[Mapping[str, bytes | str]],
+    messages: Iterable[Mapping[FieldT, EncodableT]],
     *,
     register: bool = False,
 ) -> None:

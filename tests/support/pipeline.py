@@ -12,10 +12,9 @@ from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 
-import jiwer
 import soundfile as sf
 
-from bench.reference import normalize_text
+from bench.reference import normalize_text, word_errors
 from shared.bus import connect
 from shared.consumer import TranscriptReducer, read_events
 from shared.schemas import Done, Event, PartialSegment, SegmentFinalized
@@ -64,11 +63,11 @@ def allowed_gap(ref: str) -> float:
 
 
 def wer(ref: str, hyp: str) -> float:
-    """Scored as the bench scores (Whisper's English normalizer)."""
-    ref, hyp = normalize_text(ref), normalize_text(hyp)
-    if not ref:
-        return float(bool(hyp))
-    return float(jiwer.wer(ref, hyp)) if hyp else 1.0
+    """The bench's WER (`bench.reference.word_errors`); a reference with no words scores
+    1.0 for any hypothesis text and 0.0 for none."""
+    if not normalize_text(ref):
+        return float(bool(normalize_text(hyp)))
+    return word_errors([ref], [hyp]).wer
 
 
 @cache
