@@ -81,6 +81,7 @@ class Bus:
         self._renew = redis.register_script(_script("renew.lua"))
         self._trim_audio = redis.register_script(_script("trim_audio.lua"))
         self._prune_consumers = redis.register_script(_script("prune_consumers.lua"))
+        self._trim_registry = redis.register_script(_script("trim_registry.lua"))
 
     # --- events ---------------------------------------------------------------------
 
@@ -165,6 +166,15 @@ class Bus:
         """Delete `group`'s consumers that hold nothing and are idle `min_idle_ms` or more."""
         names = await self._prune_consumers(keys=[keys.registry()], args=[group, min_idle_ms])
         return [n.decode() if isinstance(n, bytes) else str(n) for n in names]
+
+    async def trim_registry(self, stages: Sequence[str]) -> int:
+        """Drop registry entries that every stage's group has claimed and let go of.
+
+        Each group's oldest pending entry and last delivered entry bound the trim, and
+        nothing is trimmed while a stage of `stages` has no group yet (it would start
+        reading from the first entry). Returns the entries removed.
+        """
+        return int(await self._trim_registry(keys=[keys.registry()], args=list(stages)))
 
     # --- checkpoints and stage completion -----------------------------------------------
 

@@ -30,6 +30,11 @@ AUDIO_ENTRIES_TRIMMED = Counter(
     "Audio log entries dropped after every stage reading the log checkpointed past them",
     ["stage"],
 )
+REGISTRY_ENTRIES_TRIMMED = Counter(
+    "streamscribe_registry_entries_trimmed_total",
+    "Session registry entries dropped after every stage's group was done with them",
+    ["stage"],
+)
 DECODE_SECONDS = Histogram(
     "streamscribe_asr_decode_seconds",
     "Wall time of one Whisper decode",

@@ -156,7 +156,7 @@ class Worker:
                 try:
                     await self._ensure_group()
                     await self._claim_some(stop)
-                    await self._prune_consumers()
+                    await self._housekeeping()
                 except TRANSIENT_ERRORS as exc:
                     self._log.warning("redis_unavailable", error=str(exc))
                     await _sleep_or_stop(stop, 1.0)
@@ -214,8 +214,9 @@ class Worker:
             for entry_id, fields in entries:
                 self._start(entry_id, fields, takeover=False)
 
-    async def _prune_consumers(self) -> None:
-        """Forget consumer names of workers that are gone (XINFO CONSUMERS stays short)."""
+    async def _housekeeping(self) -> None:
+        """At most once a minute: forget consumer names of workers that are gone (XINFO
+        CONSUMERS stays short) and trim registry entries every stage is done with."""
         if time.monotonic() - self._pruned_at < _PRUNE_INTERVAL_S:
             return
         self._pruned_at = time.monotonic()
@@ -224,6 +225,9 @@ class Worker:
         )
         if removed:
             self._log.info("consumers_pruned", consumers=removed)
+        trimmed = await self.bus.trim_registry(self.settings.pipeline)
+        if trimmed:
+            metrics.REGISTRY_ENTRIES_TRIMMED.labels(self.stage).inc(trimmed)
 
     def _start(self, entry_id: bytes, fields: dict[bytes, bytes], *, takeover: bool) -> None:
         if entry_id in self.leases:

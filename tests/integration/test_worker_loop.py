@@ -74,3 +74,34 @@ def _nothing_pending(redis):  # type: ignore[no-untyped-def]
         return not (await redis.xpending(keys.registry(), "echo"))["pending"]
 
     return check
+
+
+async def test_worker_trims_the_registry_it_is_done_with(
+    bus: Bus, settings: Settings, monkeypatch: Any
+) -> None:
+    monkeypatch.setattr("shared.worker._PRUNE_INTERVAL_S", 0.0)  # housekeeping every loop
+    settings = settings.with_overrides(pipeline=("echo",))
+    redis = bus.redis
+    for sid in ("s1", "s2", "s3"):
+        await bus.register_session(sid)
+        await redis.xadd(keys.inbox(sid), {"type": "stop"})
+    stop = asyncio.Event()
+    task = asyncio.create_task(Worker(EchoStage(), bus, settings).run(stop))
+    try:
+        async with asyncio.timeout(20):
+            await _until(lambda: bus.is_closed("s3"))
+            await _until(_nothing_pending(redis))
+            # The last delivered entry stays; the two before it are released.
+            await _until(_registry_length(redis, 1))
+    finally:
+        stop.set()
+        await task
+    (_, fields), *_ = await redis.xrange(keys.registry())
+    assert fields[b"session_id"] == b"s3"
+
+
+def _registry_length(redis, length: int):  # type: ignore[no-untyped-def]
+    async def check() -> bool:
+        return bool(await redis.xlen(keys.registry()) == length)
+
+    return check
