@@ -9,6 +9,7 @@ recordings; this set is the check that a change helps speech it was not tuned on
 docs/BENCHMARKS.md reports WER on both (its tables were measured on the first five).
 
 Usage:  python3 scripts/make_dev_set.py   then   python -m bench.replay out/dev/*.flac --offline
+        python3 scripts/make_dev_set.py --held-out   (three more, in out/held/; see HELD_OUT)
 """
 
 from __future__ import annotations
@@ -323,22 +324,85 @@ CONVS = {
     ),
 }
 
+# Three more, written to out/held/ with --held-out: the check that the live pipeline's
+# acceptance flow (`up`, `push --wait`, `transcript`) holds on speech no option was ever
+# tuned on. Keep them out of tuning runs, or they stop being a check.
+HELD_OUT = {
+    "held_garden": (
+        ("en-us+m5", 155, 45, 1),
+        ("en+f4", 150, 68, 1),
+        False,
+        [
+            "Good morning, this is Green Valley garden centre, how can I help?",
+            "Hello, I bought three apple trees from you last month and two of them look sick.",
+            "I am sorry to hear that. What do the leaves look like?",
+            "They have brown spots and some of them are falling off already.",
+            "That sounds like a fungus. Did you water them every day?",
+            "Yes, every evening, because the weather was so hot.",
+            "Too much water can cause that. Try watering twice a week instead.",
+            "Okay. Can I still return them if they do not recover?",
+            "Of course. Bring the receipt within ninety days and we will replace them.",
+            "Perfect, I still have it. Thank you very much for your help.",
+            "You are welcome. Good luck with the trees.",
+        ],
+    ),
+    "held_library": (
+        ("en-gb-x-gbclan", 150, 50, 1),
+        ("en-us+m2", 160, 40, 1),
+        False,
+        [
+            "Welcome to the city library. Are you returning these books?",
+            "Yes, and I would also like to renew my membership card.",
+            "No problem. Your card expired on the twelfth of August.",
+            "I see. Do I need to pay a fee for the renewal?",
+            "There is a small fee of five pounds for adults.",
+            "That is fine. Can I pay by card?",
+            "Yes, just tap it on the reader here.",
+            "Done. Also, do you have any books about ancient Rome?",
+            "We have a whole shelf on the second floor, next to the history section.",
+            "Great, I will have a look before I leave.",
+            "Enjoy your reading, and remember we close at six tonight.",
+        ],
+    ),
+    "held_stereo_taxi": (
+        ("en-gb-x-gbcwmd", 150, 45, 1),
+        ("en-us+f2", 155, 66, 1),
+        True,
+        [
+            "City taxis, where would you like to be picked up?",
+            "Hi, I need a car at the central station, main entrance, please.",
+            "Certainly. And where are you going?",
+            "To the airport, terminal two. My flight leaves at nine fifteen.",
+            "A driver can be there in about ten minutes. Is that okay?",
+            "Yes, that works. How much will the ride cost roughly?",
+            "It is usually around forty dollars, depending on traffic.",
+            "Fine. Can the driver help with two large suitcases?",
+            "Of course, I will send a bigger car for you.",
+            "Thank you. My name is Laura, by the way.",
+            "Thank you, Laura. The driver will call you when he arrives.",
+        ],
+    ),
+}
 
-def main() -> int:
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    held_out = "--held-out" in args
+    convs, folder = (HELD_OUT, "held") if held_out else (CONVS, "dev")
     mf.require_tools()
     mf.ROOT = Path(__file__).resolve().parent.parent / "out"
-    for name, (v0, v1, stereo, lines) in CONVS.items():
+    for name, (v0, v1, stereo, lines) in convs.items():
         mf.VOICES["spk_0"] = mf.Voice(*v0)
         mf.VOICES["spk_1"] = mf.Voice(*v1)
         fx = mf.Fixture(
             name=name,
-            path=f"dev/{name}.flac",
+            path=f"{folder}/{name}.flac",
             lines=[(f"spk_{i % 2}", text) for i, text in enumerate(lines)],
             stereo=stereo,
         )
-        (mf.ROOT / "dev").mkdir(parents=True, exist_ok=True)
+        (mf.ROOT / folder).mkdir(parents=True, exist_ok=True)
         meta = mf.build(fx)
-        print(f"out/dev/{name}.flac {meta['channels']}ch {meta['duration_s']:.1f}s")
+        print(f"out/{folder}/{name}.flac {meta['channels']}ch {meta['duration_s']:.1f}s")
     return 0
 
 
