@@ -10,13 +10,27 @@ from typing import Any, cast
 
 import msgspec
 import redis.asyncio as aioredis
-from redis.exceptions import ResponseError
+from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import ClusterDownError, RedisClusterException, ResponseError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from shared import keys
 from shared.schemas import Event, encode, event_type, is_final
 from shared.settings import BusSettings
 
 _SEQ_PLACEHOLDER = b'"seq":0,'
+
+# What a Redis that is down, unreachable, too slow, or (a cluster) without a reachable
+# node or with slots uncovered raises: callers wait and retry, or report it as such.
+REDIS_UNAVAILABLE = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    ConnectionError,
+    OSError,
+    RedisClusterException,
+    ClusterDownError,
+)
 
 StreamEntry = tuple[bytes, dict[bytes, bytes]]
 
@@ -40,14 +54,36 @@ def _script(name: str) -> str:
     return resources.files("shared").joinpath(name).read_text()
 
 
+# A URL with one of these schemes names a seed node of a Redis Cluster.
+_CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
+
+
+def split_cluster_url(url: str) -> tuple[str, bool]:
+    """`redis+cluster://host:port` -> (`redis://host:port`, True); other URLs unchanged."""
+    scheme, sep, rest = url.partition("://")
+    if sep and scheme in _CLUSTER_SCHEMES:
+        return f"{_CLUSTER_SCHEMES[scheme]}://{rest}", True
+    return url, False
+
+
 def connect(settings: BusSettings) -> aioredis.Redis:
-    """An asyncio Redis client with the timeouts of `settings` (bytes in, bytes out)."""
-    return aioredis.Redis.from_url(
-        settings.redis_url,
-        socket_timeout=settings.socket_timeout_s,
-        socket_connect_timeout=min(settings.socket_timeout_s, 5.0),
-        health_check_interval=30,
-    )
+    """An asyncio Redis client with the timeouts of `settings` (bytes in, bytes out).
+
+    A `redis+cluster://` (or `rediss+cluster://`) URL gives a Redis Cluster client that
+    discovers the other nodes from the one named. Every key of a session carries the
+    session's hash tag, so each script and transaction touches a single slot, and the
+    cluster client serves every command streamscribe sends; it is typed as `Redis` so
+    that callers stay one type.
+    """
+    url, cluster = split_cluster_url(settings.redis_url)
+    options: dict[str, Any] = {
+        "socket_timeout": settings.socket_timeout_s,
+        "socket_connect_timeout": min(settings.socket_timeout_s, 5.0),
+        "health_check_interval": 30,
+    }
+    if cluster:
+        return cast(aioredis.Redis, RedisCluster.from_url(url, **options))
+    return aioredis.Redis.from_url(url, **options)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +118,7 @@ class Bus:
         self._trim_audio = redis.register_script(_script("trim_audio.lua"))
         self._prune_consumers = redis.register_script(_script("prune_consumers.lua"))
         self._trim_registry = redis.register_script(_script("trim_registry.lua"))
+        self._mark_finished = redis.register_script(_script("mark_finished.lua"))
 
     # --- events ---------------------------------------------------------------------
 
@@ -202,10 +239,7 @@ class Bus:
 
     async def mark_finished(self, session_id: str, stage: str) -> set[str]:
         """Record that `stage` is done with the session; returns every finished stage."""
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.sadd(keys.finished(session_id), stage)
-        pipe.smembers(keys.finished(session_id))
-        _, members = await pipe.execute()
+        members = await self._mark_finished(keys=[keys.finished(session_id)], args=[stage])
         return {m.decode() for m in members}
 
     async def expire_session(self, session_id: str) -> None:

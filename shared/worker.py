@@ -13,18 +13,16 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
 
 import structlog
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from shared import keys, metrics
-from shared.bus import Bus, PublishResult, StreamEntry
+from shared.bus import REDIS_UNAVAILABLE, Bus, PublishResult, StreamEntry
 from shared.schemas import Done, DonePayload, Error, ErrorPayload, Event, event_type
 from shared.settings import Settings
 
 log = structlog.get_logger("streamscribe.worker")
 
 # Transient: the session is resumed from its checkpoint once Redis answers again.
-TRANSIENT_ERRORS = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
+TRANSIENT_ERRORS = REDIS_UNAVAILABLE
 _MAX_ATTEMPTS = 3
 _PRUNE_INTERVAL_S = 60.0
 

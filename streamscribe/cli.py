@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import msgspec
+from redis.exceptions import ClusterDownError, RedisClusterException
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -118,7 +119,8 @@ def _command(
     p.add_argument(
         "--redis-url",
         metavar="URL",
-        help=f"Redis to use (default: ${_REDIS_ENV}, else "
+        help=f"Redis to use; redis+cluster://HOST:PORT for a Redis Cluster (default: "
+        f"${_REDIS_ENV}, else "
         + ("an embedded redis-server)" if embedded else f"{DEFAULT_REDIS_URL})"),
     )
     return p
@@ -227,7 +229,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RedisUnreachable as exc:
         print(exc, file=sys.stderr)
         return EXIT_REDIS
-    except (RedisConnectionError, RedisTimeoutError) as exc:
+    except (
+        RedisConnectionError,
+        RedisTimeoutError,
+        RedisClusterException,
+        ClusterDownError,
+    ) as exc:
         # Redis went away in the middle of a command (the start was checked already).
         print(f"cannot reach Redis at {settings.bus.redis_url}: {exc}", file=sys.stderr)
         return EXIT_REDIS

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import redis
 import redis.asyncio as aioredis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
-# What a Redis that is down, unreachable or too slow raises.
-UNREACHABLE_ERRORS = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
+from shared.bus import REDIS_UNAVAILABLE, split_cluster_url
+
+UNREACHABLE_ERRORS = REDIS_UNAVAILABLE
 
 
 class RedisUnreachable(ConnectionError):
@@ -29,8 +28,14 @@ async def check_reachable(client: aioredis.Redis, url: str) -> None:
 
 
 def check_reachable_sync(url: str, *, timeout_s: float = 3.0) -> None:
-    """The blocking variant, for code outside an event loop (the supervisor)."""
-    client = redis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+    """The blocking variant, for code outside an event loop (the supervisor).
+
+    For a cluster URL it asks the seed node named, which is what every client starts from.
+    """
+    seed_url, _cluster = split_cluster_url(url)
+    client = redis.Redis.from_url(
+        seed_url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s
+    )
     try:
         client.ping()
     except UNREACHABLE_ERRORS as exc:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import time
 from collections.abc import Iterator
-from typing import Protocol
+from typing import Any, Protocol
 
 from streamscribe.embedded import RedisServerProcess, free_port
 
@@ -80,3 +81,77 @@ def real_redis() -> Iterator[RealRedis]:
         yield server
     finally:
         server.close()
+
+
+CLUSTER_SLOTS = 16384
+
+
+class RedisClusterProcesses:
+    """A Redis Cluster of `size` primaries (redis-server processes, no replicas).
+
+    Slots are split evenly with CLUSTER ADDSLOTSRANGE and the nodes introduced with
+    CLUSTER MEET, so no redis-cli is needed. `url` names the first node with the
+    `redis+cluster://` scheme; the client discovers the others.
+    """
+
+    def __init__(self, size: int = 3) -> None:
+        # The cluster bus port is named too: the default, port + 10000, is out of range
+        # for a port above 55535.
+        self.bus_ports = [free_port() for _ in range(size)]
+        self.nodes = [
+            RedisServerProcess(appendonly=False, extra_args=_cluster_args(bus_port))
+            for bus_port in self.bus_ports
+        ]
+
+    @property
+    def url(self) -> str:
+        return f"redis+cluster://127.0.0.1:{self.nodes[0].port}"
+
+    def start(self, timeout_s: float = 20.0) -> RedisClusterProcesses:
+        import redis
+
+        for node in self.nodes:
+            node.start()
+        clients = [redis.Redis(port=node.port) for node in self.nodes]
+        try:
+            share = CLUSTER_SLOTS // len(self.nodes)
+            for i, client in enumerate(clients):
+                last = CLUSTER_SLOTS - 1 if i == len(clients) - 1 else (i + 1) * share - 1
+                client.execute_command("CLUSTER ADDSLOTSRANGE", i * share, last)
+            for node, bus_port in zip(self.nodes[1:], self.bus_ports[1:], strict=True):
+                clients[0].execute_command("CLUSTER MEET", "127.0.0.1", node.port, bus_port)
+            deadline = time.monotonic() + timeout_s
+            while not all(_cluster_ok(c, len(self.nodes)) for c in clients):
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"the cluster did not converge in {timeout_s}s")
+                time.sleep(0.1)
+        finally:
+            for client in clients:
+                client.close()
+        return self
+
+    def close(self) -> None:
+        for node in self.nodes:
+            node.close()
+
+
+def _cluster_args(bus_port: int) -> list[str]:
+    return [
+        "--cluster-enabled", "yes",
+        "--cluster-config-file", "nodes.conf",
+        "--cluster-port", str(bus_port),
+    ]  # fmt: skip
+
+
+def _cluster_ok(client: Any, size: int) -> bool:
+    info = client.execute_command("CLUSTER INFO")  # redis-py parses it into a dict
+    return bool(info["cluster_state"] == "ok" and info["cluster_known_nodes"] == str(size))
+
+
+@contextlib.contextmanager
+def real_redis_cluster(size: int = 3) -> Iterator[RedisClusterProcesses]:
+    cluster = RedisClusterProcesses(size)
+    try:
+        yield cluster.start()
+    finally:
+        cluster.close()

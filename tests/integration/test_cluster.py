@@ -1,0 +1,159 @@
+"""The pipeline on a three-node Redis Cluster: workers, producer, consumer and CLI alike.
+
+Every key of a session carries the session's hash tag, so a session lives on one node
+while the registry may live on another; the tests pick session ids for which it does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+from redis.cluster import RedisCluster
+
+from shared import keys
+from shared.bus import connect, split_cluster_url
+from shared.schemas import SegmentFinalized
+from shared.settings import BusSettings
+from streamscribe.producer import Producer
+from streamscribe.supervisor import Stack
+from tests.redis_harness import RedisClusterProcesses, real_redis_cluster
+from tests.support.pipeline import (
+    FIXTURES,
+    allowed_gap,
+    assert_consistent,
+    collect,
+    offline_text,
+    reference_text,
+    running_stack,
+    transcript_text,
+    wait_until,
+    wer,
+)
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[RedisClusterProcesses]:
+    with real_redis_cluster(3) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def stack(
+    cluster: RedisClusterProcesses, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
+    log = tmp_path_factory.mktemp("cluster") / "workers.log"
+    with running_stack(log, redis_url=cluster.url) as running:
+        yield running
+
+
+def _sync_client(url: str) -> RedisCluster:
+    return RedisCluster.from_url(split_cluster_url(url)[0])
+
+
+def _session_ids_off_the_registry_node(url: str, count: int) -> list[str]:
+    client = _sync_client(url)
+    try:
+        registry_node = client.get_node_from_key(keys.registry())
+        ids = [
+            sid
+            for sid in (f"cluster-{n}" for n in range(200))
+            if client.get_node_from_key(keys.events(sid)) != registry_node
+        ]
+    finally:
+        client.close()
+    return ids[:count]
+
+
+async def _push(url: str, sid: str, speed: float) -> None:
+    client = connect(BusSettings(redis_url=url))
+    try:
+        await Producer(client).push_file(FIXTURES / "conv_short.flac", session_id=sid, speed=speed)
+    finally:
+        await client.aclose()
+
+
+def _cli(url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "streamscribe.cli", *args, "--redis-url", url],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+
+
+def _check_transcript(events: list) -> None:
+    assert_consistent(events)
+    finals = [e for e in events if isinstance(e, SegmentFinalized)]
+    assert len(finals) == 6, "six utterances, each finalized once"
+    ref = reference_text("conv_short")
+    streaming = wer(ref, transcript_text(events))
+    assert streaming <= wer(ref, offline_text("conv_short")) + allowed_gap(ref), streaming
+
+
+def test_a_session_runs_end_to_end_on_a_cluster(stack: Stack) -> None:
+    assert stack.url.startswith("redis+cluster://")
+    (sid,) = _session_ids_off_the_registry_node(stack.url, 1)
+
+    async def run() -> list:
+        await _push(stack.url, sid, speed=2.0)
+        return await collect(stack.url, sid)
+
+    events = asyncio.run(run())
+    _check_transcript(events)
+    cli = _cli(stack.url, "transcript", sid)
+    assert cli.returncode == 0, cli.stderr
+    finals = [e.payload.text for e in events if isinstance(e, SegmentFinalized)]
+    assert [s["text"] for s in json.loads(cli.stdout)["segments"]] == finals
+    status = _cli(stack.url, "status")
+    assert status.returncode == 0, status.stderr
+
+
+def _asr_owner(url: str) -> str | None:
+    client = _sync_client(url)
+    try:
+        rows = client.xpending_range(keys.registry(), "asr", min="-", max="+", count=10)
+    finally:
+        client.close()
+    return rows[0]["consumer"].decode() if rows else None
+
+
+def _finals(url: str, sid: str) -> int:
+    client = _sync_client(url)
+    try:
+        entries = client.xrange(keys.events(sid))
+    finally:
+        client.close()
+    return sum(1 for _id, fields in entries if fields[b"type"] == b"segment_finalized")
+
+
+def test_a_sigkilled_asr_worker_is_taken_over_on_a_cluster(stack: Stack) -> None:
+    stack.start("asr")  # a second asr worker, standing by
+    sid = _session_ids_off_the_registry_node(stack.url, 2)[1]
+
+    async def scenario() -> list:
+        pushing = asyncio.create_task(_push(stack.url, sid, speed=1.5))
+        await asyncio.to_thread(wait_until, lambda: _finals(stack.url, sid) >= 2, 60)
+        owner = _asr_owner(stack.url)
+        assert owner is not None
+        os.kill(int(owner.rsplit("-", 1)[1]), signal.SIGKILL)
+        await asyncio.to_thread(wait_until, lambda: _asr_owner(stack.url) not in (None, owner), 30)
+        await pushing
+        return await collect(stack.url, sid)
+
+    _check_transcript(asyncio.run(scenario()))
+
+
+def test_an_unreachable_cluster_is_a_clear_error() -> None:
+    from streamscribe.embedded import free_port
+
+    url = f"redis+cluster://127.0.0.1:{free_port()}"
+    result = _cli(url, "transcript", "any-session")
+    assert result.returncode == 3, result.stderr
+    assert result.stderr.startswith(f"cannot reach Redis at {url}"), result.stderr
