@@ -87,7 +87,7 @@ CLUSTER_SLOTS = 16384
 
 
 class RedisClusterProcesses:
-    """A Redis Cluster of `size` primaries (redis-server processes, no replicas).
+    """A Redis Cluster of `size` primaries (redis-server processes with AOF, no replicas).
 
     Slots are split evenly with CLUSTER ADDSLOTSRANGE and the nodes introduced with
     CLUSTER MEET, so no redis-cli is needed. `url` names the first node with the
@@ -99,7 +99,7 @@ class RedisClusterProcesses:
         # for a port above 55535.
         self.bus_ports = [free_port() for _ in range(size)]
         self.nodes = [
-            RedisServerProcess(appendonly=False, extra_args=_cluster_args(bus_port))
+            RedisServerProcess(appendonly=True, extra_args=_cluster_args(bus_port))
             for bus_port in self.bus_ports
         ]
 
@@ -129,6 +129,13 @@ class RedisClusterProcesses:
             for client in clients:
                 client.close()
         return self
+
+    def node_of(self, key: str) -> RedisServerProcess:
+        """The node serving `key`'s slot (slots were split evenly in `start`)."""
+        from redis.crc import key_slot
+
+        share = CLUSTER_SLOTS // len(self.nodes)
+        return self.nodes[min(key_slot(key.encode()) // share, len(self.nodes) - 1)]
 
     def close(self) -> None:
         for node in self.nodes:

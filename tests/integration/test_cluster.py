@@ -19,7 +19,7 @@ from redis.cluster import RedisCluster
 
 from shared import keys
 from shared.bus import connect, split_cluster_url
-from shared.schemas import SegmentFinalized
+from shared.schemas import Error, SegmentFinalized
 from shared.settings import BusSettings
 from streamscribe.producer import Producer
 from streamscribe.supervisor import Stack
@@ -90,6 +90,8 @@ def _cli(url: str, *args: str) -> subprocess.CompletedProcess[str]:
 
 def _check_transcript(events: list) -> None:
     assert_consistent(events)
+    # An outage is waited out, not reported: no stage gave up on the session.
+    assert not [e for e in events if isinstance(e, Error)], "no error events"
     finals = [e for e in events if isinstance(e, SegmentFinalized)]
     assert len(finals) == 6, "six utterances, each finalized once"
     ref = reference_text("conv_short")
@@ -145,6 +147,26 @@ def test_a_sigkilled_asr_worker_is_taken_over_on_a_cluster(stack: Stack) -> None
         os.kill(int(owner.rsplit("-", 1)[1]), signal.SIGKILL)
         await asyncio.to_thread(wait_until, lambda: _asr_owner(stack.url) not in (None, owner), 30)
         await pushing
+        return await collect(stack.url, sid)
+
+    _check_transcript(asyncio.run(scenario()))
+
+
+@pytest.mark.parametrize("holding", ["session", "registry"])
+def test_a_node_killed_and_restarted_mid_session(
+    cluster: RedisClusterProcesses, stack: Stack, holding: str
+) -> None:
+    """SIGKILL the node that holds the session's keys (or the registry), and 2 s later
+    start it again with its AOF: workers wait out the outage and the session completes."""
+    sid = _session_ids_off_the_registry_node(stack.url, 4)[2 if holding == "session" else 3]
+    node = cluster.node_of(keys.events(sid) if holding == "session" else keys.registry())
+
+    async def scenario() -> list:
+        await _push(stack.url, sid, speed=None)  # all audio accepted first
+        await asyncio.to_thread(wait_until, lambda: _finals(stack.url, sid) >= 1, 60)
+        node.stop(kill=True)
+        await asyncio.sleep(2.0)  # long enough for workers to hit the outage
+        node.start()
         return await collect(stack.url, sid)
 
     _check_transcript(asyncio.run(scenario()))
