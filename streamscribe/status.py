@@ -81,7 +81,10 @@ async def _pending_session(
 
 async def print_status(redis: aioredis.Redis, out: TextIO) -> None:
     length, stages = await collect_status(redis)
-    out.write(f"registry {keys.registry()}: {length} sessions registered\n")
+    # Entries every stage is done with are trimmed, so this counts sessions still held
+    # or waiting plus a few finished ones, not every session ever registered.
+    entries = "1 entry" if length == 1 else f"{length} entries"
+    out.write(f"registry {keys.registry()}: {entries}\n")
     if not stages:
         out.write("no stage has started yet (no consumer groups)\n")
     for st in stages:

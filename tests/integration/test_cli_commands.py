@@ -184,6 +184,6 @@ def test_status_lists_pending_sessions_per_stage(settings: Settings, sync_redis,
     sync_redis.xreadgroup("ingest", "host-1", {keys.registry(): ">"}, count=1)
     assert run_cli(settings, "status") == 0
     out = capsys.readouterr().out
-    assert "registry ss:sessions: 2 sessions registered" in out
+    assert "registry ss:sessions: 2 entries" in out
     assert "stage ingest: 1 active, 1 waiting, 1 consumer(s)" in out
     assert "a-1  owner host-1" in out and "in=1 audio=0 events=0" in out
