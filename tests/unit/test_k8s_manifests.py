@@ -280,6 +280,10 @@ def test_probes_and_scraping_use_the_health_port(manifests: list[Doc]) -> None:
         assert int(annotations["prometheus.io/port"]) == health_port
 
 
+# KEDA's Redis Streams scalers and the parameter naming where Redis is.
+_ADDRESS_PARAMETER = {"redis-streams": "address", "redis-cluster-streams": "addresses"}
+
+
 def test_each_stage_scales_on_its_consumer_group(manifests: list[Doc]) -> None:
     scaled = _of_kind(manifests, "ScaledObject")
     auths = {a["metadata"]["name"]: a for a in _of_kind(manifests, "TriggerAuthentication")}
@@ -294,7 +298,7 @@ def test_each_stage_scales_on_its_consumer_group(manifests: list[Doc]) -> None:
         assert spec["maxReplicaCount"] >= spec["minReplicaCount"]
         (trigger,) = spec["triggers"]
         meta = trigger["metadata"]
-        assert trigger["type"] == "redis-streams"
+        assert trigger["type"] in _ADDRESS_PARAMETER, trigger["type"]
         assert meta["stream"] == keys.registry()
         assert meta["consumerGroup"] == s.stage
         target = int(meta["pendingEntriesCount"])
@@ -302,10 +306,13 @@ def test_each_stage_scales_on_its_consumer_group(manifests: list[Doc]) -> None:
         # target x replicas, so KEDA would never add one.
         assert s.settings.bus.max_sessions_per_worker > target >= 1, s.stage
         db = urlsplit(s.settings.bus.redis_url).path.strip("/") or "0"
-        assert meta.get("databaseIndex", "0") == db, "KEDA would read another database"
+        if trigger["type"] == "redis-streams":
+            assert meta.get("databaseIndex", "0") == db, "KEDA would read another database"
+        else:
+            assert "databaseIndex" not in meta, "a cluster has only database 0"
         auth = auths[trigger["authenticationRef"]["name"]]
         params = {ref["parameter"] for ref in auth["spec"]["secretTargetRef"]}
-        assert {"address", "password"} <= params
+        assert {_ADDRESS_PARAMETER[trigger["type"]], "password"} <= params
 
 
 def test_each_stage_has_a_disruption_budget_that_allows_drains(manifests: list[Doc]) -> None:
@@ -371,3 +378,16 @@ def test_gpu_overlay_puts_only_asr_on_a_gpu() -> None:
         if stage != "asr":
             assert "nvidia.com/gpu" not in str(s.container["resources"]), stage
             assert s.settings.asr.device != "cuda"
+
+
+def test_cluster_overlay_scales_every_stage_with_the_cluster_scaler() -> None:
+    if "redis-cluster" not in OVERLAYS:
+        pytest.skip("no redis-cluster overlay")
+    docs = list(_rendered("overlays/redis-cluster"))
+    types = {so["spec"]["scaleTargetRef"]["name"]: so["spec"]["triggers"][0]["type"]
+             for so in _of_kind(docs, "ScaledObject")}  # fmt: skip
+    assert set(types) == {s.deployment["metadata"]["name"] for s in _stages(docs)}
+    assert set(types.values()) == {"redis-cluster-streams"}
+    (auth,) = _of_kind(docs, "TriggerAuthentication")
+    refs = {ref["parameter"]: ref["key"] for ref in auth["spec"]["secretTargetRef"]}
+    assert refs == {"addresses": "addresses", "password": "password"}
