@@ -2,6 +2,7 @@
 
 from shared.schemas import Features, SessionConfig, Transcript
 from streamscribe.client import Subscriber, read_transcript, wait_for_done
+from streamscribe.connection import connect
 from streamscribe.producer import Producer, PushProgress
 
 __all__ = [
@@ -11,6 +12,7 @@ __all__ = [
     "SessionConfig",
     "Subscriber",
     "Transcript",
+    "connect",
     "read_transcript",
     "wait_for_done",
 ]

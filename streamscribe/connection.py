@@ -6,8 +6,18 @@ import redis
 import redis.asyncio as aioredis
 
 from shared.bus import REDIS_UNAVAILABLE, split_cluster_url
+from shared.bus import connect as bus_connect
+from shared.settings import BusSettings
 
 UNREACHABLE_ERRORS = REDIS_UNAVAILABLE
+
+
+def connect(url: str, *, socket_timeout_s: float = 10.0) -> aioredis.Redis:
+    """An asyncio client for `url`, as the workers open it (bytes in, bytes out).
+
+    `redis+cluster://HOST:PORT` (or `rediss+cluster://`) gives a Redis Cluster client.
+    """
+    return bus_connect(BusSettings(redis_url=url, socket_timeout_s=socket_timeout_s))
 
 
 class RedisUnreachable(ConnectionError):

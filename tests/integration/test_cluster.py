@@ -17,10 +17,10 @@ from collections.abc import Iterator
 import pytest
 from redis.cluster import RedisCluster
 
+import streamscribe
 from shared import keys
-from shared.bus import connect, split_cluster_url
+from shared.bus import split_cluster_url
 from shared.schemas import Error, SegmentFinalized
-from shared.settings import BusSettings
 from streamscribe.producer import Producer
 from streamscribe.supervisor import Stack
 from tests.redis_harness import RedisClusterProcesses, real_redis_cluster
@@ -73,8 +73,8 @@ def _session_ids_off_the_registry_node(url: str, count: int) -> list[str]:
     return ids[:count]
 
 
-async def _push(url: str, sid: str, speed: float) -> None:
-    client = connect(BusSettings(redis_url=url))
+async def _push(url: str, sid: str, speed: float | None) -> None:
+    client = streamscribe.connect(url)  # the SDK's entry point picks the cluster client
     try:
         await Producer(client).push_file(FIXTURES / "conv_short.flac", session_id=sid, speed=speed)
     finally:
