@@ -9,8 +9,6 @@ from shared.bus import REDIS_UNAVAILABLE, split_cluster_url
 from shared.bus import connect as bus_connect
 from shared.settings import BusSettings
 
-UNREACHABLE_ERRORS = REDIS_UNAVAILABLE
-
 
 def connect(url: str, *, socket_timeout_s: float = 10.0) -> aioredis.Redis:
     """An asyncio client for `url`, as the workers open it (bytes in, bytes out).
@@ -33,7 +31,7 @@ async def check_reachable(client: aioredis.Redis, url: str) -> None:
     """PING `client`; raise RedisUnreachable (naming `url`) when it does not answer."""
     try:
         await client.ping()
-    except UNREACHABLE_ERRORS as exc:
+    except REDIS_UNAVAILABLE as exc:
         raise RedisUnreachable(url, exc) from exc
 
 
@@ -48,7 +46,7 @@ def check_reachable_sync(url: str, *, timeout_s: float = 3.0) -> None:
     )
     try:
         client.ping()
-    except UNREACHABLE_ERRORS as exc:
+    except REDIS_UNAVAILABLE as exc:
         raise RedisUnreachable(url, exc) from exc
     finally:
         client.close()
