@@ -55,7 +55,8 @@ class RedisServerProcess:
         extra_args: Sequence[str] = (),
     ) -> None:
         # A port picked here may be taken by someone else before redis-server binds it;
-        # `start` then picks another. A port the caller named is kept.
+        # the first `start` then picks another. A port the caller named, or one a server
+        # has run on (a restart keeps its URL), is kept.
         self._port_picked = port is None
         self.port = port or free_port()
         self._tmp = None if data_dir else tempfile.TemporaryDirectory(prefix="streamscribe-redis-")
@@ -70,16 +71,19 @@ class RedisServerProcess:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self, timeout_s: float = 10.0) -> RedisServerProcess:
-        for _attempt in range(3):
+        for attempt in range(3):
             try:
-                return self._start_once(timeout_s)
+                self._start_once(timeout_s)
             except _PortTaken:
-                if not self._port_picked:
+                if not self._port_picked or attempt == 2:
                     raise
                 self.port = free_port()
-        return self._start_once(timeout_s)
+            else:
+                break
+        self._port_picked = False  # restarts keep this port: clients hold its URL
+        return self
 
-    def _start_once(self, timeout_s: float) -> RedisServerProcess:
+    def _start_once(self, timeout_s: float) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         args = [
             self.binary,
@@ -102,7 +106,7 @@ class RedisServerProcess:
                     f"redis-server exited with {self.proc.returncode}: {self.log_tail()}"
                 )
             if self._ping():
-                return self
+                return
             time.sleep(0.05)
         raise TimeoutError(f"redis-server on port {self.port} did not answer in {timeout_s}s")
 

@@ -37,3 +37,18 @@ def test_a_named_port_that_is_taken_is_an_error(taken_port: int) -> None:
     with pytest.raises(RuntimeError, match=f"port {taken_port} is taken"):
         server.start()
     server.close()
+
+
+def test_a_restart_keeps_the_port_even_when_it_is_taken() -> None:
+    """Clients hold the URL: after the first start the port never changes."""
+    server = RedisServerProcess(appendonly=False)
+    with server:
+        port = server.port
+        server.stop()
+        with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # past TIME_WAIT
+            sock.bind(("127.0.0.1", port))
+            sock.listen()
+            with pytest.raises(RuntimeError, match=f"port {port} is taken"):
+                server.start()
+        assert server.port == port
