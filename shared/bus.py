@@ -21,16 +21,11 @@ from shared.settings import BusSettings
 
 _SEQ_PLACEHOLDER = b'"seq":0,'
 
-# What a Redis that is down, unreachable, too slow, or (a cluster) without a reachable
-# node or with slots uncovered raises: callers wait and retry, or report it as such.
-REDIS_UNAVAILABLE = (
-    RedisConnectionError,
-    RedisTimeoutError,
-    ConnectionError,
-    OSError,
-    RedisClusterException,
-    ClusterDownError,
-)
+# What redis-py raises when Redis is down, unreachable or too slow, or (a cluster) has
+# no reachable node or uncovered slots.
+REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, RedisClusterException, ClusterDownError)
+# The same seen from a socket too: callers wait and retry, or report it as such.
+REDIS_UNAVAILABLE = (*REDIS_DOWN, ConnectionError, OSError)
 
 StreamEntry = tuple[bytes, dict[bytes, bytes]]
 

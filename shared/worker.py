@@ -24,7 +24,7 @@ log = structlog.get_logger("streamscribe.worker")
 # Transient: the session is resumed from its checkpoint once Redis answers again.
 TRANSIENT_ERRORS = REDIS_UNAVAILABLE
 _MAX_ATTEMPTS = 3
-_PRUNE_INTERVAL_S = 60.0
+_HOUSEKEEPING_INTERVAL_S = 60.0
 
 
 class StageHandler(Protocol):
@@ -123,7 +123,7 @@ class Worker:
         self.prepared = False
         self.beat = time.monotonic()
         self._pending_acks: list[bytes] = []
-        self._pruned_at = 0.0
+        self._housekeeping_at = 0.0
         self._log = log.bind(stage=self.stage, worker=self.name)
 
     # --- probes -------------------------------------------------------------------------
@@ -215,9 +215,9 @@ class Worker:
     async def _housekeeping(self) -> None:
         """At most once a minute: forget consumer names of workers that are gone (XINFO
         CONSUMERS stays short) and trim registry entries every stage is done with."""
-        if time.monotonic() - self._pruned_at < _PRUNE_INTERVAL_S:
+        if time.monotonic() - self._housekeeping_at < _HOUSEKEEPING_INTERVAL_S:
             return
-        self._pruned_at = time.monotonic()
+        self._housekeeping_at = time.monotonic()
         removed = await self.bus.prune_consumers(
             self.stage, self.settings.bus.prune_consumers_idle_ms
         )

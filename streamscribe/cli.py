@@ -10,11 +10,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import msgspec
-from redis.exceptions import ClusterDownError, RedisClusterException
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from shared import keys
+from shared.bus import REDIS_DOWN
 from shared.runner import STAGES
 from shared.schemas import Features
 from shared.settings import DEFAULT_REDIS_URL, ENV_PREFIX, Settings
@@ -229,12 +227,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RedisUnreachable as exc:
         print(exc, file=sys.stderr)
         return EXIT_REDIS
-    except (
-        RedisConnectionError,
-        RedisTimeoutError,
-        RedisClusterException,
-        ClusterDownError,
-    ) as exc:
+    except REDIS_DOWN as exc:
         # Redis went away in the middle of a command (the start was checked already).
         print(f"cannot reach Redis at {settings.bus.redis_url}: {exc}", file=sys.stderr)
         return EXIT_REDIS

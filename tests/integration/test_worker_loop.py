@@ -79,7 +79,7 @@ def _nothing_pending(redis):  # type: ignore[no-untyped-def]
 async def test_worker_trims_the_registry_it_is_done_with(
     bus: Bus, settings: Settings, monkeypatch: Any
 ) -> None:
-    monkeypatch.setattr("shared.worker._PRUNE_INTERVAL_S", 0.0)  # housekeeping every loop
+    monkeypatch.setattr("shared.worker._HOUSEKEEPING_INTERVAL_S", 0.0)  # housekeeping every loop
     settings = settings.with_overrides(pipeline=("echo",))
     redis = bus.redis
     for sid in ("s1", "s2", "s3"):
