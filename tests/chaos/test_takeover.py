@@ -3,14 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-import redis as sync_redis
 
 from shared import keys
 from shared.schemas import SegmentFinalized
@@ -20,11 +15,12 @@ from tests.support.pipeline import (
     allowed_gap,
     assert_consistent,
     collect,
+    kill_owner_mid_session,
     push,
     reference_text,
     running_stack,
+    sync_client,
     transcript_text,
-    wait_until,
     wer,
 )
 
@@ -49,31 +45,12 @@ def fault_free_wer(stack: Stack) -> float:
     return wer(reference_text("conv_short"), transcript_text(events))
 
 
-def _owner(url: str, stage: str) -> str | None:
-    client = sync_redis.Redis.from_url(url)
-    try:
-        rows = client.xpending_range(keys.registry(), stage, min="-", max="+", count=10)
-    finally:
-        client.close()
-    return rows[0]["consumer"].decode() if rows else None
-
-
-def _finals(url: str, sid: str) -> int:
-    client = sync_redis.Redis.from_url(url)
-    try:
-        return sum(
-            1 for _id, f in client.xrange(keys.events(sid)) if f[b"type"] == b"segment_finalized"
-        )
-    finally:
-        client.close()
-
-
 def _first_audio_pos(url: str, sid: str) -> int:
     """Sample position of the oldest audio chunk still in the session's audio log."""
     from shared.audio_log import from_fields
     from shared.schemas import AudioChunk
 
-    client = sync_redis.Redis.from_url(url)
+    client = sync_client(url)
     try:
         for _id, fields in client.xrange(keys.audio(sid)):
             entry = from_fields(fields)
@@ -84,17 +61,6 @@ def _first_audio_pos(url: str, sid: str) -> int:
     return -1
 
 
-def _kill_owner_mid_session(stack: Stack, stage: str, sid: str) -> float:
-    """SIGKILL the worker owning the session after its second final; seconds to takeover."""
-    wait_until(lambda: _finals(stack.url, sid) >= 2, timeout_s=60)
-    owner = _owner(stack.url, stage)
-    assert owner is not None
-    os.kill(int(owner.rsplit("-", 1)[1]), signal.SIGKILL)
-    killed = time.monotonic()
-    wait_until(lambda: _owner(stack.url, stage) not in (None, owner), timeout_s=30, interval_s=0.05)
-    return time.monotonic() - killed
-
-
 @pytest.mark.parametrize("stage", ["asr", "ingest"])
 def test_sigkilled_worker_is_taken_over_and_transcript_is_complete(
     stack: Stack, fault_free_wer: float, stage: str
@@ -103,8 +69,8 @@ def test_sigkilled_worker_is_taken_over_and_transcript_is_complete(
     sid = f"chaos-{stage}"
 
     async def scenario() -> tuple[float, int, list]:
-        pushing = asyncio.create_task(asyncio.to_thread(_push_sync, stack.url, sid))
-        takeover_s = await asyncio.to_thread(_kill_owner_mid_session, stack, stage, sid)
+        pushing = asyncio.create_task(push(stack.url, "conv_short", speed=SPEED, session_id=sid))
+        takeover_s = await asyncio.to_thread(kill_owner_mid_session, stack.url, stage, sid)
         oldest = _first_audio_pos(stack.url, sid)
         await pushing
         return takeover_s, oldest, await collect(stack.url, sid)
@@ -129,40 +95,3 @@ def test_sigkilled_worker_is_taken_over_and_transcript_is_complete(
         map(str, [streaming, fault_free_wer, *finals])
     )
     assert sum(isinstance(e, SegmentFinalized) for e in events) >= 6
-
-
-def _push_sync(url: str, sid: str) -> None:
-    from shared.bus import connect
-    from shared.settings import BusSettings
-    from streamscribe.producer import Producer
-    from tests.support.pipeline import FIXTURES
-
-    async def go() -> None:
-        client = connect(BusSettings(redis_url=url))
-        try:
-            await Producer(client).push_file(
-                FIXTURES / "conv_short.flac", session_id=sid, speed=SPEED
-            )
-        finally:
-            await client.aclose()
-
-    asyncio.run(go())
-
-
-def test_redis_killed_and_restarted_mid_session(
-    stack: Stack, fault_free_wer: float, tmp_path: Path
-) -> None:
-    server = stack.redis_process
-    assert server is not None, "the stack runs an embedded Redis"
-
-    async def scenario() -> list:
-        sid = await push(stack.url, "conv_short", speed=None)  # all audio accepted first
-        await asyncio.to_thread(wait_until, lambda: _finals(stack.url, sid) >= 1, 60)
-        server.restart(kill=True)  # SIGKILL, then the same port and AOF
-        return await collect(stack.url, sid)
-
-    events = asyncio.run(scenario())
-    assert_consistent(events)
-    ref = reference_text("conv_short")
-    streaming = wer(ref, transcript_text(events))
-    assert streaming <= fault_free_wer + allowed_gap(ref), (streaming, transcript_text(events))

@@ -8,30 +8,27 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
 
 import pytest
-from redis.cluster import RedisCluster
 
-import streamscribe
 from shared import keys
-from shared.bus import split_cluster_url
 from shared.schemas import Error, SegmentFinalized
-from streamscribe.producer import Producer
 from streamscribe.supervisor import Stack
 from tests.redis_harness import RedisClusterProcesses, real_redis_cluster
 from tests.support.pipeline import (
-    FIXTURES,
     allowed_gap,
     assert_consistent,
     collect,
+    finals_published,
+    kill_owner_mid_session,
     offline_text,
+    push,
     reference_text,
     running_stack,
+    sync_client,
     transcript_text,
     wait_until,
     wer,
@@ -55,12 +52,8 @@ def stack(
         yield running
 
 
-def _sync_client(url: str) -> RedisCluster:
-    return RedisCluster.from_url(split_cluster_url(url)[0])
-
-
 def _session_ids_off_the_registry_node(url: str, count: int) -> list[str]:
-    client = _sync_client(url)
+    client = sync_client(url)
     try:
         registry_node = client.get_node_from_key(keys.registry())
         ids = [
@@ -71,14 +64,6 @@ def _session_ids_off_the_registry_node(url: str, count: int) -> list[str]:
     finally:
         client.close()
     return ids[:count]
-
-
-async def _push(url: str, sid: str, speed: float | None) -> None:
-    client = streamscribe.connect(url)  # the SDK's entry point picks the cluster client
-    try:
-        await Producer(client).push_file(FIXTURES / "conv_short.flac", session_id=sid, speed=speed)
-    finally:
-        await client.aclose()
 
 
 def _cli(url: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -104,7 +89,7 @@ def test_a_session_runs_end_to_end_on_a_cluster(stack: Stack) -> None:
     (sid,) = _session_ids_off_the_registry_node(stack.url, 1)
 
     async def run() -> list:
-        await _push(stack.url, sid, speed=2.0)
+        await push(stack.url, "conv_short", speed=2.0, session_id=sid)
         return await collect(stack.url, sid)
 
     events = asyncio.run(run())
@@ -117,35 +102,13 @@ def test_a_session_runs_end_to_end_on_a_cluster(stack: Stack) -> None:
     assert status.returncode == 0, status.stderr
 
 
-def _asr_owner(url: str) -> str | None:
-    client = _sync_client(url)
-    try:
-        rows = client.xpending_range(keys.registry(), "asr", min="-", max="+", count=10)
-    finally:
-        client.close()
-    return rows[0]["consumer"].decode() if rows else None
-
-
-def _finals(url: str, sid: str) -> int:
-    client = _sync_client(url)
-    try:
-        entries = client.xrange(keys.events(sid))
-    finally:
-        client.close()
-    return sum(1 for _id, fields in entries if fields[b"type"] == b"segment_finalized")
-
-
 def test_a_sigkilled_asr_worker_is_taken_over_on_a_cluster(stack: Stack) -> None:
     stack.start("asr")  # a second asr worker, standing by
     sid = _session_ids_off_the_registry_node(stack.url, 2)[1]
 
     async def scenario() -> list:
-        pushing = asyncio.create_task(_push(stack.url, sid, speed=1.5))
-        await asyncio.to_thread(wait_until, lambda: _finals(stack.url, sid) >= 2, 60)
-        owner = _asr_owner(stack.url)
-        assert owner is not None
-        os.kill(int(owner.rsplit("-", 1)[1]), signal.SIGKILL)
-        await asyncio.to_thread(wait_until, lambda: _asr_owner(stack.url) not in (None, owner), 30)
+        pushing = asyncio.create_task(push(stack.url, "conv_short", speed=1.5, session_id=sid))
+        await asyncio.to_thread(kill_owner_mid_session, stack.url, "asr", sid)
         await pushing
         return await collect(stack.url, sid)
 
@@ -162,8 +125,8 @@ def test_a_node_killed_and_restarted_mid_session(
     node = cluster.node_of(keys.events(sid) if holding == "session" else keys.registry())
 
     async def scenario() -> list:
-        await _push(stack.url, sid, speed=None)  # all audio accepted first
-        await asyncio.to_thread(wait_until, lambda: _finals(stack.url, sid) >= 1, 60)
+        await push(stack.url, "conv_short", speed=None, session_id=sid)  # all audio accepted first
+        await asyncio.to_thread(wait_until, lambda: finals_published(stack.url, sid) >= 1, 60)
         node.stop(kill=True)
         await asyncio.sleep(2.0)  # long enough for workers to hit the outage
         node.start()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import subprocess
 import time
 from collections import Counter
@@ -12,10 +14,14 @@ from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 
+import redis as sync_redis
 import soundfile as sf
+from redis.cluster import RedisCluster
 
+import streamscribe
 from bench.reference import normalize_text, word_errors
-from shared.bus import connect
+from shared import keys
+from shared.bus import connect, split_cluster_url
 from shared.consumer import TranscriptReducer, read_events
 from shared.schemas import Done, Event, PartialSegment, SegmentFinalized
 from shared.settings import AsrSettings, BusSettings, Settings
@@ -90,15 +96,59 @@ def _decoder():  # type: ignore[no-untyped-def]
 
 
 async def push(
-    url: str, name: str, *, speed: float | None, channels_as_speakers: bool = False
+    url: str,
+    name: str,
+    *,
+    speed: float | None,
+    channels_as_speakers: bool = False,
+    session_id: str | None = None,
 ) -> str:
-    redis = connect(BusSettings(redis_url=url))
+    redis = streamscribe.connect(url)  # the SDK's entry point (a cluster client for cluster URLs)
     try:
         return await Producer(redis).push_file(
-            FIXTURES / f"{name}.flac", speed=speed, channels_as_speakers=channels_as_speakers
+            FIXTURES / f"{name}.flac",
+            session_id=session_id,
+            speed=speed,
+            channels_as_speakers=channels_as_speakers,
         )
     finally:
         await redis.aclose()
+
+
+def sync_client(url: str) -> sync_redis.Redis | RedisCluster:
+    """A blocking client for polling from test threads; a cluster client for cluster URLs."""
+    seed_url, cluster = split_cluster_url(url)
+    return RedisCluster.from_url(seed_url) if cluster else sync_redis.Redis.from_url(url)
+
+
+def stage_owner(url: str, stage: str) -> str | None:
+    """The consumer (worker) holding the first session pending in `stage`'s group."""
+    client = sync_client(url)
+    try:
+        rows = client.xpending_range(keys.registry(), stage, min="-", max="+", count=10)
+    finally:
+        client.close()
+    return rows[0]["consumer"].decode() if rows else None
+
+
+def kill_owner_mid_session(url: str, stage: str, sid: str) -> float:
+    """SIGKILL the worker owning the session after its second final; seconds to takeover."""
+    wait_until(lambda: finals_published(url, sid) >= 2, timeout_s=60)
+    owner = stage_owner(url, stage)
+    assert owner is not None
+    os.kill(int(owner.rsplit("-", 1)[1]), signal.SIGKILL)
+    killed = time.monotonic()
+    wait_until(lambda: stage_owner(url, stage) not in (None, owner), timeout_s=30, interval_s=0.05)
+    return time.monotonic() - killed
+
+
+def finals_published(url: str, sid: str) -> int:
+    client = sync_client(url)
+    try:
+        entries = client.xrange(keys.events(sid))
+    finally:
+        client.close()
+    return sum(1 for _id, fields in entries if fields[b"type"] == b"segment_finalized")
 
 
 async def collect(url: str, session_id: str, timeout_s: float = 180) -> list[Event]:
