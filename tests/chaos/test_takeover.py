@@ -15,12 +15,14 @@ from tests.support.pipeline import (
     allowed_gap,
     assert_consistent,
     collect,
+    finals_published,
     kill_owner_mid_session,
     push,
     reference_text,
     running_stack,
     sync_client,
     transcript_text,
+    wait_until,
     wer,
 )
 
@@ -95,3 +97,20 @@ def test_sigkilled_worker_is_taken_over_and_transcript_is_complete(
         map(str, [streaming, fault_free_wer, *finals])
     )
     assert sum(isinstance(e, SegmentFinalized) for e in events) >= 6
+
+
+def test_redis_killed_and_restarted_mid_session(stack: Stack, fault_free_wer: float) -> None:
+    server = stack.redis_process
+    assert server is not None, "the stack runs an embedded Redis"
+
+    async def scenario() -> list:
+        sid = await push(stack.url, "conv_short", speed=None)  # all audio accepted first
+        await asyncio.to_thread(wait_until, lambda: finals_published(stack.url, sid) >= 1, 60)
+        server.restart(kill=True)  # SIGKILL, then the same port and AOF
+        return await collect(stack.url, sid)
+
+    events = asyncio.run(scenario())
+    assert_consistent(events)
+    ref = reference_text("conv_short")
+    streaming = wer(ref, transcript_text(events))
+    assert streaming <= fault_free_wer + allowed_gap(ref), (streaming, transcript_text(events))
