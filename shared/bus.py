@@ -11,7 +11,7 @@ from typing import Any, cast
 import msgspec
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import ClusterDownError, RedisClusterException, ResponseError
+from redis.exceptions import ClusterError, RedisClusterException, ResponseError, TryAgainError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -22,8 +22,17 @@ from shared.settings import BusSettings
 _SEQ_PLACEHOLDER = b'"seq":0,'
 
 # What redis-py raises when Redis is down, unreachable or too slow, or (a cluster) has
-# no reachable node or uncovered slots.
-REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, RedisClusterException, ClusterDownError)
+# no reachable node or uncovered slots (RedisClusterException, ClusterDownError), or a
+# slot is being resharded longer than its redirect retries last: a script over keys on
+# both sides of the move gets TRYAGAIN until it ends, and after 16 tries redis-py gives
+# up with ClusterError("TTL exhausted."). ClusterDownError is a ClusterError.
+REDIS_DOWN = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    RedisClusterException,
+    ClusterError,
+    TryAgainError,
+)
 # The same seen from a socket too: callers wait and retry, or report it as such.
 REDIS_UNAVAILABLE = (*REDIS_DOWN, ConnectionError, OSError)
 

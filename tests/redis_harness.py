@@ -102,6 +102,8 @@ class RedisClusterProcesses:
             RedisServerProcess(appendonly=True, extra_args=_cluster_args(bus_port))
             for bus_port in self.bus_ports
         ]
+        # Slots moved by `migrate_slot`: slot -> index of the node that now serves it.
+        self.moved: dict[int, int] = {}
 
     @property
     def url(self) -> str:
@@ -131,15 +133,55 @@ class RedisClusterProcesses:
         return self
 
     def node_of(self, key: str) -> RedisServerProcess:
-        """The node serving `key`'s slot (slots were split evenly in `start`)."""
-        from redis.crc import key_slot
+        """The node serving `key`'s slot (split evenly in `start`, unless moved since)."""
+        return self.nodes[self.index_of(slot_of(key))]
 
+    def index_of(self, slot: int) -> int:
         share = CLUSTER_SLOTS // len(self.nodes)
-        return self.nodes[min(key_slot(key.encode()) // share, len(self.nodes) - 1)]
+        return self.moved.get(slot, min(slot // share, len(self.nodes) - 1))
+
+    def migrate_slot(self, slot: int, target: int, *, pause_s: float = 0.0) -> int:
+        """Reshard `slot` to node `target` as `redis-cli --cluster reshard` does, one key
+        per MIGRATE with `pause_s` between keys, so the slot stays half-moved that long.
+
+        The source serves the slot's keys it still holds and redirects the others (ASK);
+        a command over keys on both sides gets TRYAGAIN until the move ends. Returns the
+        number of keys moved.
+        """
+        import redis
+
+        source = self.index_of(slot)
+        clients = [redis.Redis(port=node.port) for node in self.nodes]
+        try:
+            src, dst = clients[source], clients[target]
+            src_id, dst_id = (c.execute_command("CLUSTER MYID") for c in (src, dst))
+            dst.execute_command("CLUSTER SETSLOT", slot, "IMPORTING", src_id)
+            src.execute_command("CLUSTER SETSLOT", slot, "MIGRATING", dst_id)
+            moved = 0
+            while names := src.execute_command("CLUSTER GETKEYSINSLOT", slot, 1):
+                port = self.nodes[target].port
+                src.execute_command("MIGRATE", "127.0.0.1", port, "", 0, 5000, "KEYS", *names)
+                moved += len(names)
+                time.sleep(pause_s)
+            # The target first, so the slot is never served by no node.
+            others = [i for i in range(len(clients)) if i not in (source, target)]
+            for i in (target, source, *others):
+                clients[i].execute_command("CLUSTER SETSLOT", slot, "NODE", dst_id)
+        finally:
+            for client in clients:
+                client.close()
+        self.moved[slot] = target
+        return moved
 
     def close(self) -> None:
         for node in self.nodes:
             node.close()
+
+
+def slot_of(key: str) -> int:
+    from redis.crc import key_slot
+
+    return int(key_slot(key.encode()))
 
 
 def _cluster_args(bus_port: int) -> list[str]:

@@ -11,13 +11,16 @@ import json
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+import redis
 
 from shared import keys
 from shared.schemas import Error, SegmentFinalized
+from streamscribe.embedded import RedisServerProcess
 from streamscribe.supervisor import Stack
-from tests.redis_harness import RedisClusterProcesses, real_redis_cluster
+from tests.redis_harness import RedisClusterProcesses, real_redis_cluster, slot_of
 from tests.support.pipeline import (
     allowed_gap,
     assert_consistent,
@@ -44,11 +47,13 @@ def cluster() -> Iterator[RedisClusterProcesses]:
 
 
 @pytest.fixture(scope="module")
-def stack(
-    cluster: RedisClusterProcesses, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Stack]:
-    log = tmp_path_factory.mktemp("cluster") / "workers.log"
-    with running_stack(log, redis_url=cluster.url) as running:
+def worker_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("cluster") / "workers.log"
+
+
+@pytest.fixture(scope="module")
+def stack(cluster: RedisClusterProcesses, worker_log: Path) -> Iterator[Stack]:
+    with running_stack(worker_log, redis_url=cluster.url) as running:
         yield running
 
 
@@ -133,6 +138,48 @@ def test_a_node_killed_and_restarted_mid_session(
         return await collect(stack.url, sid)
 
     _check_transcript(asyncio.run(scenario()))
+
+
+def _redirections(node: RedisServerProcess) -> int:
+    """How many ASK and TRYAGAIN replies `node` has sent (INFO errorstats)."""
+    client = redis.Redis(port=node.port)
+    try:
+        stats = client.info("errorstats")
+    finally:
+        client.close()
+    counts = (stats.get(f"errorstat_{code}", {}).get("count", 0) for code in ("ASK", "TRYAGAIN"))
+    return sum(int(count) for count in counts)
+
+
+def test_a_session_survives_its_slot_being_resharded_mid_session(
+    cluster: RedisClusterProcesses, stack: Stack, worker_log: Path
+) -> None:
+    """Move the session's slot to another node key by key while audio still arrives:
+    for seconds some of its keys are on each node (ASK redirects, TRYAGAIN on scripts
+    that span both), and the session completes, consistent and error-free, with no
+    stage failing on the way (a redirect that outlasts redis-py's retries is waited out)."""
+    sid = _session_ids_off_the_registry_node(stack.url, 5)[4]
+    slot = slot_of(keys.events(sid))
+    source = cluster.node_of(keys.events(sid))
+    target = next(i for i in range(len(cluster.nodes)) if i != cluster.index_of(slot))
+    redirections = _redirections(source)
+    log_start = worker_log.stat().st_size
+
+    async def scenario() -> tuple[list, int]:
+        pushing = asyncio.create_task(push(stack.url, "conv_short", speed=1.5, session_id=sid))
+        await asyncio.to_thread(wait_until, lambda: finals_published(stack.url, sid) >= 1, 60)
+        moved = await asyncio.to_thread(cluster.migrate_slot, slot, target, pause_s=0.5)
+        await pushing
+        return await collect(stack.url, sid), moved
+
+    events, moved = asyncio.run(scenario())
+    assert moved >= 3, "the session's streams moved one by one"
+    assert cluster.node_of(keys.events(sid)) is cluster.nodes[target]
+    assert _redirections(source) > redirections, "workers met the half-moved slot"
+    _check_transcript(events)
+    with worker_log.open("rb") as log:
+        log.seek(log_start)
+        assert b'"session_failed"' not in log.read()
 
 
 def test_an_unreachable_cluster_is_a_clear_error() -> None:
