@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import msgspec
 import redis.asyncio as aioredis
+import structlog
 
 from shared import keys
-from shared.bus import xrange, xread
+from shared.bus import REDIS_UNAVAILABLE, xrange, xread
 from shared.schemas import (
     AnalyticsPayload,
     AnalyticsSnapshot,
@@ -39,6 +43,14 @@ async def session_exists(redis: aioredis.Redis, session_id: str) -> bool:
     return bool(await redis.exists(keys.events(session_id), keys.inbox(session_id)))
 
 
+log = structlog.get_logger("streamscribe.consumer")
+
+# How long a reader waits out Redis being unreachable (a restart, a failover) before it
+# gives up and raises, and how often it tries again meanwhile.
+OUTAGE_WAIT_S = 30.0
+_RETRY_EVERY_S = 0.5
+
+
 async def read_event_json(
     redis: aioredis.Redis,
     session_id: str,
@@ -47,17 +59,39 @@ async def read_event_json(
     follow: bool = False,
     block_ms: int = 1000,
     batch: int = 500,
+    outage_wait_s: float = OUTAGE_WAIT_S,
 ) -> AsyncIterator[bytes]:
     """Yield each event's JSON exactly as stored, in seq order; with `follow`, until `done`.
 
     The stream entry id of an event is `<seq>-0`, so reading from a seq is a range read.
     The raw bytes keep fields a newer writer added that this version's schema lacks.
+    When Redis becomes unreachable, reading resumes after the last event yielded once it
+    is back, so nothing is skipped or repeated; after `outage_wait_s` of outage (0: at
+    once) the error is raised.
     """
     stream = keys.events(session_id)
     lower = f"{max(from_seq, 1)}-0"
     last_id = f"{max(from_seq, 1) - 1}-0".encode()
+    down_since: float | None = None
     while True:
-        entries = await xrange(redis, stream, min=lower, count=batch)
+        try:
+            entries = await xrange(redis, stream, min=lower, count=batch)
+        except REDIS_UNAVAILABLE as exc:
+            now = time.monotonic()
+            first = down_since is None
+            down_since = now if down_since is None else down_since
+            if now - down_since >= outage_wait_s:
+                raise
+            if first:
+                log.warning(
+                    "redis_unavailable",
+                    session_id=session_id,
+                    error=str(exc),
+                    retry_for_s=outage_wait_s,
+                )
+            await asyncio.sleep(_RETRY_EVERY_S)
+            continue
+        down_since = None
         for entry_id, fields in entries:
             last_id = entry_id
             yield fields[b"data"]
@@ -68,8 +102,10 @@ async def read_event_json(
             continue
         if not follow:
             return
-        # Block shorter than the socket timeout, then loop (STYLE.md).
-        await xread(redis, {stream: last_id.decode()}, count=1, block=block_ms)
+        # Block shorter than the socket timeout, then loop (STYLE.md). A failed wait is
+        # the range read's to report: it runs next and waits the outage out.
+        with contextlib.suppress(*REDIS_UNAVAILABLE):
+            await xread(redis, {stream: last_id.decode()}, count=1, block=block_ms)
 
 
 async def read_events(
@@ -80,10 +116,20 @@ async def read_events(
     follow: bool = False,
     block_ms: int = 1000,
     batch: int = 500,
+    outage_wait_s: float = OUTAGE_WAIT_S,
 ) -> AsyncIterator[Event]:
-    """Typed events of the session in seq order from `from_seq`; with `follow`, until `done`."""
+    """Typed events of the session in seq order from `from_seq`; with `follow`, until `done`.
+
+    Redis outages are waited out as in `read_event_json`.
+    """
     async for data in read_event_json(
-        redis, session_id, from_seq=from_seq, follow=follow, block_ms=block_ms, batch=batch
+        redis,
+        session_id,
+        from_seq=from_seq,
+        follow=follow,
+        block_ms=block_ms,
+        batch=batch,
+        outage_wait_s=outage_wait_s,
     ):
         yield decode_event(data)
 

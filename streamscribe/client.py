@@ -11,7 +11,7 @@ import redis.asyncio as aioredis
 
 from shared import keys
 from shared.bus import connect
-from shared.consumer import TranscriptReducer, read_events
+from shared.consumer import OUTAGE_WAIT_S, TranscriptReducer, read_events
 from shared.schemas import (
     AnalyticsPayload,
     AnalyticsSnapshot,
@@ -59,7 +59,9 @@ class Subscriber:
     Iterating yields only events that changed the state (a repeated or older revision is
     skipped), so nothing reaches a consumer twice. With `follow`, iteration waits for new
     events and ends after `done`; without it, it ends at the current end of the stream.
-    Iterating again continues after the last event seen.
+    Iterating again continues after the last event seen. When Redis becomes unreachable
+    mid-read (a restart, a failover), reading resumes where it stopped once Redis is
+    back; after `outage_wait_s` seconds of outage the connection error is raised.
     """
 
     def __init__(
@@ -70,11 +72,13 @@ class Subscriber:
         from_seq: int = 1,
         follow: bool = True,
         block_ms: int = 1000,
+        outage_wait_s: float = OUTAGE_WAIT_S,
     ) -> None:
         self.redis = redis
         self.session_id = keys.check_session_id(session_id)
         self.follow = follow
         self.block_ms = block_ms
+        self.outage_wait_s = outage_wait_s
         self.next_seq = max(from_seq, 1)
         # From a later seq the reducer only sees part of the session: a partial transcript.
         self.reducer = TranscriptReducer(session_id)
@@ -100,6 +104,7 @@ class Subscriber:
             from_seq=self.next_seq,
             follow=self.follow,
             block_ms=self.block_ms,
+            outage_wait_s=self.outage_wait_s,
         ):
             self.next_seq = event.seq + 1
             if self.reducer.apply(event):

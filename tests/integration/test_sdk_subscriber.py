@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from shared.bus import Bus
+from shared.bus import REDIS_UNAVAILABLE, Bus
 from shared.schemas import (
     AnalyticsPayload,
     AnalyticsSnapshot,
@@ -29,6 +29,7 @@ from shared.schemas import (
 )
 from shared.settings import Settings
 from streamscribe.client import Subscriber, read_transcript, wait_for_done
+from tests.redis_harness import RealRedis
 
 SID = "sess-1"
 
@@ -206,6 +207,35 @@ async def test_following_waits_for_new_events_and_stops_at_done(bus: Bus) -> Non
     assert transcript.meta.complete and subscriber.done is not None
     # `done` is the end: events after it (the bus refuses them anyway) are never awaited.
     assert [e async for e in subscriber] == []
+
+
+async def test_following_rides_out_a_redis_restart(bus: Bus, redis_server: RealRedis) -> None:
+    """Redis SIGKILLed and restarted (AOF) mid-follow: the subscriber resumes after the
+    last event it read, so every event arrives once and in order."""
+    events = conversation()
+    subscriber = Subscriber(bus.redis, SID, block_ms=100)
+    recorder = SyncRecorder()
+    running = asyncio.create_task(subscriber.run(recorder))
+    await publish_all(bus, events[:4])
+    await asyncio.sleep(0.5)
+    assert len(recorder.calls) == 4
+    redis_server.stop(kill=True)
+    await asyncio.sleep(1.0)  # reads fail meanwhile
+    assert not running.done()
+    redis_server.start()
+    await publish_all(bus, events[4:])
+    await asyncio.wait_for(running, timeout=10)
+    assert recorder.calls == EXPECTED_CALLS
+
+
+async def test_a_lasting_outage_is_raised_after_the_wait(bus: Bus, redis_server: RealRedis) -> None:
+    subscriber = Subscriber(bus.redis, SID, block_ms=100, outage_wait_s=1.0)
+    running = asyncio.create_task(subscriber.run(SyncRecorder()))
+    await publish_all(bus, conversation()[:2])
+    await asyncio.sleep(0.3)
+    redis_server.stop(kill=True)
+    with pytest.raises(REDIS_UNAVAILABLE):
+        await asyncio.wait_for(running, timeout=10)
 
 
 async def test_iteration_from_a_seq_and_without_follow(bus: Bus) -> None:
