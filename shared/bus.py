@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any, cast
@@ -14,6 +14,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ClusterError, RedisClusterException, ResponseError, TryAgainError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.typing import EncodableT
 
 from shared import keys
 from shared.schemas import Event, encode, event_type, is_final
@@ -123,6 +124,7 @@ class Bus:
         self._prune_consumers = redis.register_script(_script("prune_consumers.lua"))
         self._trim_registry = redis.register_script(_script("trim_registry.lua"))
         self._mark_finished = redis.register_script(_script("mark_finished.lua"))
+        self._commit_audio = redis.register_script(_script("commit_audio.lua"))
 
     # --- events ---------------------------------------------------------------------
 
@@ -236,6 +238,35 @@ class Bus:
             return 0
         keys_ = [keys.audio(session_id), keys.checkpoints(session_id)]
         return int(await self._trim_audio(keys=keys_, args=list(readers)))
+
+    async def commit_audio(
+        self,
+        session_id: str,
+        stage: str,
+        *,
+        expected_commit: int,
+        checkpoint: dict[str, Any],
+        entries: Sequence[Mapping[str, EncodableT]],
+        inbox_min_id: str,
+    ) -> bool:
+        """Append `entries` to the audio log, store `checkpoint` (which carries the next
+        commit number) and trim the inbox below `inbox_min_id`, in one atomic step.
+
+        False, and nothing written, when the stage's stored commit number is not
+        `expected_commit`: another owner committed since (shared/commit_audio.lua).
+        """
+        args: list[EncodableT] = [
+            stage,
+            expected_commit,
+            msgspec.json.encode(checkpoint),
+            inbox_min_id,
+        ]
+        for fields in entries:
+            args.append(len(fields))
+            for name, value in fields.items():
+                args += [name, value]
+        keys_ = [keys.checkpoints(session_id), keys.audio(session_id), keys.inbox(session_id)]
+        return bool(await self._commit_audio(keys=keys_, args=args))
 
     async def finished_stages(self, session_id: str) -> set[str]:
         members = cast(set[bytes], await self.redis.smembers(keys.finished(session_id)))

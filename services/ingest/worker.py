@@ -1,7 +1,7 @@
 """The ingest stage's I/O shell: inbox reads, event publishing, atomic log + checkpoint commits.
 
-Checkpoint (`HSET ss:{sid}:ckpt ingest <json>`, written in the same MULTI/EXEC as the
-audio log entries it accounts for):
+Checkpoint (`HSET ss:{sid}:ckpt ingest <json>`, written by the same script call as the
+audio log entries it accounts for, shared/commit_audio.lua):
 
     {"version": 1, "commit": 7,                 # commit: fencing counter, +1 per commit
      "last_id": "1712-3",                       # last inbox entry handled (XREAD from it)
@@ -25,10 +25,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import redis.asyncio as aioredis
 import structlog
-from redis.exceptions import WatchError
 
 from services.ingest.core import STAGE, ErrorNotice, IngestSession, StepOutput
 from services.ingest.vad import SileroModel
@@ -154,8 +152,8 @@ class IngestHandler:
     ) -> int:
         """Publish the batch's events, then append its log entries and checkpoint atomically.
 
-        Events go first: a crash before EXEC replays the batch and republishes them under
-        the same ids (dropped as repeats); events published after EXEC could be lost.
+        Events go first: a crash before the commit replays the batch and republishes them
+        under the same ids (dropped as repeats); events published after it could be lost.
         """
         for notice in out.notices:
             if isinstance(notice, ErrorNotice):
@@ -174,30 +172,20 @@ class IngestHandler:
             )
         state = session.to_checkpoint()
         state["commit"] = commit + 1
-        payload = msgspec.json.encode(state)
-        sid = lease.session_id
-        key = keys.checkpoints(sid)
-        async with lease.bus.redis.pipeline(transaction=True) as pipe:
-            while True:
-                try:
-                    # WATCH fences a zombie owner: the commit only lands on top of ours.
-                    await pipe.watch(key)
-                    current: bytes | None = await pipe.hget(key, STAGE)  # type: ignore[assignment]
-                    if _commit_of(current) != commit:
-                        raise _Fenced
-                    pipe.multi()
-                    for entry in out.entries:
-                        pipe.xadd(keys.audio(sid), to_fields(entry))  # type: ignore[arg-type]
-                    pipe.hset(key, STAGE, payload)
-                    # Only ingest reads the inbox, and this very transaction checkpoints
-                    # past what it trims: drop what is consumed, keep frames the reorder
-                    # window still holds (they are refetched on resume).
-                    pipe.xtrim(keys.inbox(sid), minid=_oldest_needed(session), approximate=False)
-                    await pipe.execute()
-                    break
-                except WatchError:
-                    # Usually another stage's checkpoint in the same hash; check again.
-                    continue
+        # Only ingest reads the inbox, and this very commit checkpoints past what it
+        # trims: drop what is consumed, keep frames the reorder window still holds (they
+        # are refetched on resume). The commit lands only on top of ours, which fences a
+        # zombie owner.
+        committed = await lease.bus.commit_audio(
+            lease.session_id,
+            STAGE,
+            expected_commit=commit,
+            checkpoint=state,
+            entries=[to_fields(entry) for entry in out.entries],
+            inbox_min_id=_oldest_needed(session),
+        )
+        if not committed:
+            raise _Fenced
         if out.frames_accepted and session.config is not None:
             metrics.FRAMES_INGESTED.labels(session.config.encoding).inc(out.frames_accepted)
         return commit + 1
@@ -222,12 +210,6 @@ async def _refetch(
             if rows:
                 refetched[str(entry)] = rows[0][1]
     return refetched
-
-
-def _commit_of(raw: bytes | None) -> int:
-    if not raw:
-        return 0
-    return int(msgspec.json.decode(raw).get("commit", 0))
 
 
 def _oldest_needed(session: IngestSession) -> str:
