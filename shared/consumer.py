@@ -78,11 +78,10 @@ async def read_event_json(
             entries = await xrange(redis, stream, min=lower, count=batch)
         except REDIS_UNAVAILABLE as exc:
             now = time.monotonic()
-            first = down_since is None
-            down_since = now if down_since is None else down_since
+            down_since = down_since or now
             if now - down_since >= outage_wait_s:
                 raise
-            if first:
+            if down_since == now:  # the outage's first failed read
                 log.warning(
                     "redis_unavailable",
                     session_id=session_id,

@@ -157,9 +157,9 @@ class RedisClusterProcesses:
             src_id, dst_id = (c.execute_command("CLUSTER MYID") for c in (src, dst))
             dst.execute_command("CLUSTER SETSLOT", slot, "IMPORTING", src_id)
             src.execute_command("CLUSTER SETSLOT", slot, "MIGRATING", dst_id)
+            port = self.nodes[target].port
             moved = 0
             while names := src.execute_command("CLUSTER GETKEYSINSLOT", slot, 1):
-                port = self.nodes[target].port
                 src.execute_command("MIGRATE", "127.0.0.1", port, "", 0, 5000, "KEYS", *names)
                 moved += len(names)
                 time.sleep(pause_s)
