@@ -26,8 +26,9 @@ from services.asr.decoder import SAMPLE_RATE, WhisperDecoder
 from shared.settings import AsrSettings
 
 COMPUTE_TYPES = ("int8", "int8_float32", "float32")
-# 0 is what the worker runs with (AsrSettings.cpu_threads: CTranslate2's default).
-THREADS = (0, 1, 2)
+# The worker runs its cores divided among its decode slots: 1 thread per decode on a
+# 2-core machine with the default two slots. Here one decode runs at a time.
+THREADS = (1, 2)
 # Stretches of meeting_b from just before its first word (speech with its pauses).
 CLIP_START_S = 0.5
 CLIP_LENGTHS_S = (3.0, 10.0)
@@ -84,7 +85,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     first = int(CLIP_START_S * SAMPLE_RATE)
     clips = {n: audio[first : first + int(n * SAMPLE_RATE)] for n in CLIP_LENGTHS_S}
     decoders = {
-        (ct, n): WhisperDecoder(AsrSettings(device="cpu", compute_type=ct, cpu_threads=n))
+        (ct, n): WhisperDecoder(
+            AsrSettings(device="cpu", compute_type=ct, cpu_threads=n, decode_slots=1)
+        )
         for ct in args.compute_types
         for n in args.threads
     }

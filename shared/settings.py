@@ -64,7 +64,13 @@ class AsrSettings:
     model: str = "tiny.en"
     device: str = "auto"
     compute_type: str = "auto"
+    # Threads per decode. 0: the cores this process may use, divided among the slots.
     cpu_threads: int = 0
+    # Decodes one worker runs at once (CTranslate2 model replicas; the weights are
+    # shared). 0: two where the process may use two or more cores, else one. With two,
+    # a final-quality decode never waits for a running partial (docs/BENCHMARKS.md,
+    # "Two decode slots": one-session final p95 2.23 s -> 1.64 s on a 2-core VM).
+    decode_slots: int = 0
     # Beam for finals (and for the pause-time decode a final may reuse); partials use
     # partial_beam_size and stay greedy (they are many and are replaced anyway). Beam 5
     # with the audio context below gave the lowest WER of everything measured

@@ -1,4 +1,4 @@
-"""One decode at a time per worker, finals before partials (partials coalesce while waiting)."""
+"""Decode slots shared by every session of a worker: finals first, and never behind partials."""
 
 from __future__ import annotations
 
@@ -13,15 +13,21 @@ PARTIAL_PRIORITY = 1
 
 
 class DecodeScheduler:
-    """A single decode slot shared by every session of a worker.
+    """`slots` decodes run at once; partials may hold all but one of them.
 
-    The model already uses every core for one decode, so decodes run one at a time. A
-    session builds its request only once it holds the slot, so a partial that waited
+    With two or more slots, one is always free of partials, so a final-quality decode
+    (a final, a cap cut, the decode at a pause) never waits for a partial to finish:
+    it waits only for other final-quality decodes. With one slot, finals still go
+    before waiting partials but wait for a running one.
+
+    A session builds its request only once it holds a slot, so a partial that waited
     decodes the newest audio instead of a stale copy: under load, partials coalesce.
     """
 
-    def __init__(self) -> None:
-        self._busy = False
+    def __init__(self, slots: int = 1) -> None:
+        self.slots = max(1, slots)
+        self.partial_limit = max(1, self.slots - 1)
+        self._running = {FINAL_PRIORITY: 0, PARTIAL_PRIORITY: 0}
         self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
         self._order = itertools.count()
 
@@ -31,11 +37,18 @@ class DecodeScheduler:
         try:
             yield
         finally:
-            self._release()
+            self._release(priority)
+
+    def _can_start(self, priority: int) -> bool:
+        if sum(self._running.values()) >= self.slots:
+            return False
+        return priority == FINAL_PRIORITY or self._running[priority] < self.partial_limit
 
     async def _acquire(self, priority: int) -> None:
-        if not self._busy and not self._waiters:
-            self._busy = True
+        if self._can_start(priority) and not any(
+            p <= priority and not f.done() for p, _, f in self._waiters
+        ):
+            self._running[priority] += 1
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         heapq.heappush(self._waiters, (priority, next(self._order), future))
@@ -43,17 +56,33 @@ class DecodeScheduler:
             await future
         except asyncio.CancelledError:
             if future.done() and not future.cancelled():
-                self._release()  # the slot was handed to us just as we were cancelled
+                self._release(priority)  # a slot was handed to us just as we were cancelled
             raise
 
-    def _release(self) -> None:
-        while self._waiters:
-            _, _, future = heapq.heappop(self._waiters)
-            if not future.done():
-                future.set_result(None)  # ownership passes directly; _busy stays True
-                return
-        self._busy = False
+    def _release(self, priority: int) -> None:
+        self._running[priority] -= 1
+        self._grant()
+
+    def _grant(self) -> None:
+        """Hand free slots to waiters in priority order; a partial over its limit waits on."""
+        held: list[tuple[int, int, asyncio.Future[None]]] = []
+        while self._waiters and sum(self._running.values()) < self.slots:
+            waiter = heapq.heappop(self._waiters)
+            priority, _, future = waiter
+            if future.done():
+                continue  # cancelled while waiting
+            if not self._can_start(priority):
+                held.append(waiter)
+                continue
+            self._running[priority] += 1
+            future.set_result(None)
+        for waiter in held:
+            heapq.heappush(self._waiters, waiter)
 
     @property
     def waiting(self) -> int:
         return sum(1 for *_, f in self._waiters if not f.done())
+
+    @property
+    def running(self) -> int:
+        return sum(self._running.values())

@@ -28,6 +28,12 @@ _CUT_GUARD_S = 1.0
 _CONTEXT_LEAD = int(0.1 * SR)
 
 Kind = Literal["partial", "final", "cut"]
+# Final-quality decodes (finals, cap cuts, the decode at a pause) and periodic partials
+# are separate lanes: a track may have one of each in flight, so a final never waits
+# for the partial that was running when speech stopped.
+Lane = Literal["quality", "partial"]
+_URGENCY = {"final": 0, "cut": 1, "partial": 2}
+_PERIODIC = 3
 
 
 @dataclass(slots=True)
@@ -47,6 +53,13 @@ class DecodeRequest:
     # as the decoder prefix). Empty for partials and when context is off.
     context: np.ndarray | None = None
     prefix: str = ""
+    # The track's count of final-quality requests when this one was built: a partial
+    # built before a final-quality decode is older than that decode's result.
+    epoch: int = 0
+
+    @property
+    def lane(self) -> Lane:
+        return "quality" if self.final_quality else "partial"
 
 
 @dataclass(slots=True)
@@ -81,7 +94,10 @@ class Track:
     queued: list[list[int | None]] = field(default_factory=list)
     revision: int = 0
     generation: int = 0
-    in_flight: Kind | None = None
+    # A decode of that lane is claimed: waiting for a decode slot or running.
+    quality_busy: bool = False
+    partial_busy: bool = False
+    quality_epoch: int = 0
     last_decoded_pos: int = 0
     last_hyp: list[Word] | None = None
     last_hyp_final_quality: bool = False
@@ -269,24 +285,68 @@ class SessionTracker:
     # --- decoding -----------------------------------------------------------------------
 
     def pending(self) -> Kind | None:
-        """The most urgent decode any track needs now (finals first), or None."""
-        kinds = {k for t in self.tracks.values() if (k := self._need(t))}
-        order: tuple[Kind, ...] = ("final", "cut", "partial")
-        return next((kind for kind in order if kind in kinds), None)
+        """The most urgent decode some track could start now (finals first), or None."""
+        best = self._most_urgent()
+        return best[2] if best else None
 
-    def _need(self, t: Track) -> Kind | None:
-        if t.utt_start is None or t.in_flight is not None:
+    def claim(self) -> tuple[int, Lane] | None:
+        """Reserve the most urgent decode some track can start now: (channel, lane).
+
+        The request itself is built by `request_for` once a decode slot is free, from
+        the audio there is by then. A claimed lane is not offered again until its
+        result comes back (`on_result`) or `request_for` finds nothing left to do.
+        """
+        best = self._most_urgent()
+        if best is None:
+            return None
+        _, t, kind = best
+        lane: Lane = "partial" if kind is None else "quality"
+        if lane == "quality":
+            t.quality_busy = True
+        else:
+            t.partial_busy = True
+        return t.channel, lane
+
+    def next_request(self) -> DecodeRequest | None:
+        """Claim the most urgent decode and build its request at once (sequential callers)."""
+        claimed = self.claim()
+        return self.request_for(*claimed) if claimed else None
+
+    def _most_urgent(self) -> tuple[int, Track, Kind | None] | None:
+        """(urgency, track, kind) of the most urgent unclaimed need; kind None: periodic partial."""
+        best: tuple[int, Track, Kind | None] | None = None
+        for t in self.tracks.values():
+            kind = None if t.quality_busy else self._quality_need(t)
+            if kind is not None:
+                candidate: tuple[int, Track, Kind | None] = (_URGENCY[kind], t, kind)
+            elif not t.partial_busy and self._partial_due(t):
+                candidate = (_PERIODIC, t, None)
+            else:
+                continue
+            if best is None or candidate[0] < best[0]:
+                best = candidate
+        return best
+
+    def _quality_need(self, t: Track) -> Kind | None:
+        """The final-quality decode the open utterance needs, if any."""
+        if t.utt_start is None:
             return None
         if t.utt_end is not None:
             return "final"
         if t.pos - t.utt_start >= self.max_utterance:
             return "cut"
-        new_audio = t.pos - t.last_decoded_pos
         if self._pause_span(t) is not None:
             return "partial"  # speech paused: decode now so the final needs no decode
-        if new_audio >= self.partial_interval:
-            return "partial"
         return None
+
+    def _partial_due(self, t: Track) -> bool:
+        """A periodic partial is due: enough new speech, and no final-quality work ahead of it."""
+        return (
+            t.utt_start is not None
+            and not t.quality_busy
+            and self._quality_need(t) is None
+            and t.pos - t.last_decoded_pos >= self.partial_interval
+        )
 
     def _pause_span(self, t: Track) -> int | None:
         """End of the would-be utterance at a pause, once its audio is all here."""
@@ -297,27 +357,31 @@ class SessionTracker:
             return None
         return end
 
-    def next_request(self) -> DecodeRequest | None:
-        """Build the most urgent request from the newest audio (stale partials coalesce)."""
-        best: tuple[int, Track, Kind] | None = None
-        order = {"final": 0, "cut": 1, "partial": 2}
-        for t in self.tracks.values():
-            kind = self._need(t)
-            if kind and (best is None or order[kind] < best[0]):
-                best = (order[kind], t, kind)
-        if best is None:
+    def request_for(self, channel: int, lane: Lane) -> DecodeRequest | None:
+        """Build the claimed decode from the newest audio (stale partials coalesce).
+
+        None, and the claim released, when the track no longer needs it (an utterance
+        closed, or final-quality work now supersedes a partial).
+        """
+        t = self.tracks[channel]
+        kind: Kind | None
+        if lane == "quality":
+            kind = self._quality_need(t)
+        else:
+            kind = "partial" if self._partial_due(t) else None
+        if kind is None:
+            self._release(t, lane)
             return None
-        _, t, kind = best
         assert t.utt_start is not None
-        pause_end = self._pause_span(t) if kind == "partial" else None
+        pause_end = self._pause_span(t) if lane == "quality" and kind == "partial" else None
         if kind == "final" and t.utt_end is not None:
             end = t.utt_end
         elif pause_end is not None:
             end = pause_end
         else:
             end = t.pos
-        t.in_flight = kind
-        final_quality = kind != "partial" or pause_end is not None
+        if lane == "quality":
+            t.quality_epoch += 1
         request = DecodeRequest(
             channel=t.channel,
             kind=kind,
@@ -327,11 +391,19 @@ class SessionTracker:
             audio=t.audio(t.utt_start, end),
             prompt=self._prompt(t.committed_text),
             generation=t.generation,
-            final_quality=final_quality,
+            final_quality=lane == "quality",
+            epoch=t.quality_epoch,
         )
-        if final_quality:
+        if request.final_quality:
             self._add_context(t, request)
         return request
+
+    @staticmethod
+    def _release(t: Track, lane: Lane) -> None:
+        if lane == "quality":
+            t.quality_busy = False
+        else:
+            t.partial_busy = False
 
     def _prompt(self, text: str) -> str:
         return text[-self.prompt_chars :] if self.prompt_chars > 0 else ""
@@ -355,15 +427,17 @@ class SessionTracker:
         """Take a finished decode; queues partial/final outputs."""
         self.decodes += 1
         t = self.tracks[req.channel]
-        t.in_flight = None
+        self._release(t, req.lane)
         if req.generation != t.generation:
             return  # the utterance closed meanwhile; this hypothesis is moot
-        offset = req.start_pos / SR
-        words = [
-            Word(word=w.word, start=round(w.start + offset, 3), end=round(w.end + offset, 3),
-                 probability=w.probability)
-            for w in hyp.words
-        ]  # fmt: skip
+        if req.lane == "partial" and req.epoch != t.quality_epoch:
+            # A final-quality decode began after this partial. Still running: show this
+            # text meanwhile, but only that decode may stand in for a final. Already
+            # back: this hypothesis is older than what it showed.
+            if t.quality_busy:
+                self._emit_partial(t, t.agreement.update(self._shift(req, hyp)))
+            return
+        words = self._shift(req, hyp)
         t.last_hyp, t.last_decoded_pos = words, req.end_pos
         t.last_hyp_final_quality = req.final_quality
         if req.kind == "final":
@@ -373,9 +447,19 @@ class SessionTracker:
         elif not self._maybe_finalize_from_hypothesis(t):
             self._emit_partial(t, t.agreement.update(words))
 
+    @staticmethod
+    def _shift(req: DecodeRequest, hyp: Hypothesis) -> list[Word]:
+        """The hypothesis' words in session audio time."""
+        offset = req.start_pos / SR
+        return [
+            Word(word=w.word, start=round(w.start + offset, 3), end=round(w.end + offset, 3),
+                 probability=w.probability)
+            for w in hyp.words
+        ]  # fmt: skip
+
     def _maybe_finalize_from_hypothesis(self, t: Track) -> bool:
         """VAD closed the utterance: reuse the last hypothesis if it covered the audio."""
-        if t.utt_end is None or t.in_flight is not None or t.last_hyp is None:
+        if t.utt_end is None or t.quality_busy or t.last_hyp is None:
             return False
         if not t.last_hyp_final_quality or t.last_decoded_pos != t.utt_end:
             return False  # only the very decode a final would run may stand in for it
@@ -463,7 +547,8 @@ class SessionTracker:
     @property
     def finished(self) -> bool:
         return self.ended_at is not None and all(
-            t.utt_start is None and t.in_flight is None for t in self.tracks.values()
+            t.utt_start is None and not (t.quality_busy or t.partial_busy)
+            for t in self.tracks.values()
         )
 
 

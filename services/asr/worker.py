@@ -10,9 +10,9 @@ from typing import Any
 import structlog
 from redis.exceptions import RedisError
 
-from services.asr.decoder import Hypothesis, WhisperDecoder
+from services.asr.decoder import Hypothesis, WhisperDecoder, decode_slots
 from services.asr.scheduler import FINAL_PRIORITY, PARTIAL_PRIORITY, DecodeScheduler
-from services.asr.tracker import DecodeRequest, Output, SessionTracker
+from services.asr.tracker import DecodeRequest, Lane, Output, SessionTracker
 from shared import keys, metrics
 from shared.audio_log import from_fields
 from shared.bus import StreamEntry, xrange, xread
@@ -38,7 +38,7 @@ class AsrHandler:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.decoder: WhisperDecoder | None = None
-        self.scheduler = DecodeScheduler()
+        self.scheduler = DecodeScheduler(decode_slots(settings.asr.decode_slots))
         self.audio_readers = (
             keys.audio_readers(settings.pipeline) if settings.bus.trim_audio else ()
         )
@@ -50,6 +50,8 @@ class AsrHandler:
             model=self.settings.asr.model,
             device=self.decoder.device,
             compute_type=self.decoder.compute_type,
+            decode_slots=self.scheduler.slots,
+            threads_per_decode=self.decoder.threads,
         )
 
     def summary(self, checkpoint: dict[str, Any] | None) -> dict[str, Any]:
@@ -98,24 +100,47 @@ class AsrHandler:
         language: str | None,
         end_seen: dict[tuple[int, int], float],
     ) -> None:
-        assert self.decoder is not None
-        while True:
-            await self._publish(lease, tracker, tracker.take_outputs(), end_seen)
-            if tracker.finished:
-                return
-            if reader.done() and reader.exception() is not None:
-                raise reader.exception()  # type: ignore[misc]
-            kind = tracker.pending()
-            if kind is None:
-                wake.clear()
+        """Publish what the tracker produced and start the decodes it claims, until finished.
+
+        A session may have several decodes in flight (one final-quality and one partial
+        per track); each runs as its own task once the scheduler grants it a slot.
+        """
+        decodes: set[asyncio.Task[None]] = set()
+        try:
+            while True:
+                wake.clear()  # before looking: a decode finishing meanwhile sets it again
+                for task in [d for d in decodes if d.done()]:
+                    decodes.discard(task)
+                    task.result()  # a failed decode fails the session
+                await self._publish(lease, tracker, tracker.take_outputs(), end_seen)
+                if tracker.finished and not decodes:
+                    return
+                if reader.done() and reader.exception() is not None:
+                    raise reader.exception()  # type: ignore[misc]
+                while (claimed := tracker.claim()) is not None:
+                    job = self._decode_claimed(tracker, claimed, language, wake)
+                    decodes.add(asyncio.create_task(job))
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(wake.wait(), timeout=1.0)
-                continue
-            priority = PARTIAL_PRIORITY if kind == "partial" else FINAL_PRIORITY
+        finally:
+            for task in decodes:
+                task.cancel()
+            await asyncio.gather(*decodes, return_exceptions=True)
+
+    async def _decode_claimed(
+        self,
+        tracker: SessionTracker,
+        claimed: tuple[int, Lane],
+        language: str | None,
+        wake: asyncio.Event,
+    ) -> None:
+        """Wait for a decode slot, build the request from the newest audio, decode, hand back."""
+        try:
+            priority = FINAL_PRIORITY if claimed[1] == "quality" else PARTIAL_PRIORITY
             async with self.scheduler.slot(priority):
-                request = tracker.next_request()
+                request = tracker.request_for(*claimed)
                 if request is None:
-                    continue
+                    return
                 hyp = await self._decode(request, language)
             log.debug(
                 "asr_decoded",
@@ -128,6 +153,8 @@ class AsrHandler:
                 track_utt=tracker.tracks[request.channel].utt_start,
             )
             tracker.on_result(request, hyp)
+        finally:
+            wake.set()
 
     async def _decode(self, request: DecodeRequest, language: str | None) -> Hypothesis:
         assert self.decoder is not None

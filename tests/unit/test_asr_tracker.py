@@ -9,7 +9,7 @@ import pytest
 
 from services.asr.agreement import LocalAgreement
 from services.asr.decoder import Hypothesis, _after_prefix, _cut_loops
-from services.asr.scheduler import DecodeScheduler
+from services.asr.scheduler import FINAL_PRIORITY, PARTIAL_PRIORITY, DecodeScheduler
 from services.asr.tracker import SR, SessionTracker
 from shared.audio_log import float_to_pcm
 from shared.schemas import AsrProvenance, AudioChunk, EndMark, VadMark, Word
@@ -226,6 +226,100 @@ async def test_scheduler_survives_cancelled_waiters(cancel_holder: bool) -> None
     async with sched.slot(1):
         pass
     assert sched.waiting == 0
+
+
+async def test_with_two_slots_a_final_never_waits_for_a_partial() -> None:
+    sched = DecodeScheduler(slots=2)
+    partial_running, release = asyncio.Event(), asyncio.Event()
+    started: list[str] = []
+
+    async def job(name: str, priority: int) -> None:
+        async with sched.slot(priority):
+            started.append(name)
+            if name == "p1":
+                partial_running.set()
+                await release.wait()
+
+    p1 = asyncio.create_task(job("p1", PARTIAL_PRIORITY))
+    await partial_running.wait()
+    p2 = asyncio.create_task(job("p2", PARTIAL_PRIORITY))
+    await asyncio.sleep(0)
+    assert started == ["p1"] and sched.waiting == 1, "a slot stays free of partials"
+    await job("f", FINAL_PRIORITY)  # would hang if it queued behind the partial
+    assert started == ["p1", "f"]
+    release.set()
+    await asyncio.gather(p1, p2)
+    assert started == ["p1", "f", "p2"] and sched.running == 0
+
+
+async def test_two_slots_run_two_final_quality_decodes_at_once() -> None:
+    sched = DecodeScheduler(slots=2)
+    both_in = asyncio.Barrier(2)
+
+    async def final() -> None:
+        async with sched.slot(FINAL_PRIORITY):
+            await asyncio.wait_for(both_in.wait(), timeout=5)
+
+    await asyncio.gather(final(), final())
+
+
+def test_a_pause_decode_starts_while_a_partial_is_in_flight_and_alone_makes_the_final() -> None:
+    t = tracker()
+    f = Feeder(t)
+    f.vad("start", at=0.0)
+    f.audio(1.1)
+    partial = t.next_request()
+    assert partial is not None and not partial.final_quality
+    f.audio(0.3)
+    f.vad("pause", at=1.3)
+    f.audio(0.2)
+    pause = t.next_request()
+    assert pause is not None and pause.final_quality, "the pause decode does not wait"
+    assert t.next_request() is None, "one decode per lane and track"
+    # The partial comes back first: shown, but not kept as the final's hypothesis.
+    t.on_result(partial, Hypothesis(words=words("hello their", 0.0)))
+    (shown,) = t.take_outputs()
+    assert shown.segment.partial and shown.segment.text == "hello their"
+    f.vad("end", at=1.3 + 0.12)
+    assert t.take_outputs() == [], "the final waits for the pause decode"
+    t.on_result(pause, Hypothesis(words=words("hello there", 0.0)))
+    (final,) = t.take_outputs()
+    assert final.final and final.segment.text == "hello there"
+    assert t.decodes == 2 and t.next_request() is None, "no third decode for the final"
+
+
+def test_a_partial_older_than_the_pause_decode_result_is_dropped() -> None:
+    t = tracker()
+    f = Feeder(t)
+    f.vad("start", at=0.0)
+    f.audio(1.1)
+    partial = t.next_request()
+    f.vad("pause", at=1.1)
+    f.audio(0.2)
+    pause = t.next_request()
+    t.on_result(pause, Hypothesis(words=words("hello there", 0.0)))
+    (shown,) = t.take_outputs()
+    t.on_result(partial, Hypothesis(words=words("hello", 0.0)))
+    assert t.take_outputs() == [], "an older hypothesis would flicker back"
+    f.vad("end", at=1.1 + 0.12)
+    (final,) = t.take_outputs()
+    assert final.segment.text == "hello there"
+    assert final.segment.revision == shown.segment.revision + 1
+
+
+def test_a_claim_that_is_no_longer_needed_is_released() -> None:
+    t = tracker()
+    f = Feeder(t)
+    f.vad("start", at=0.0)
+    f.audio(1.1)
+    claimed = t.claim()
+    assert claimed == (0, "partial")
+    f.vad("pause", at=1.0)
+    f.audio(0.2)  # while the partial waited for a slot, final-quality work appeared
+    assert t.claim() == (0, "quality")
+    assert t.request_for(*claimed) is None and not t.tracks[0].partial_busy
+    req = t.request_for(0, "quality")
+    assert req is not None and req.final_quality
 
 
 def test_next_utterance_starting_while_the_previous_finalizes_is_not_lost() -> None:
