@@ -17,8 +17,9 @@ class DecodeScheduler:
 
     With two or more slots, one is always free of partials, so a final-quality decode
     (a final, a cap cut, the decode at a pause) never waits for a partial to finish:
-    it waits only for other final-quality decodes. With one slot, finals still go
-    before waiting partials but wait for a running one.
+    it waits only for other final-quality decodes. A partial starts only while no
+    final-quality decode runs. With one slot, finals still go before waiting partials
+    but wait for a running one.
 
     A session builds its request only once it holds a slot, so a partial that waited
     decodes the newest audio instead of a stale copy: under load, partials coalesce.
@@ -42,7 +43,11 @@ class DecodeScheduler:
     def _can_start(self, priority: int) -> bool:
         if sum(self._running.values()) >= self.slots:
             return False
-        return priority == FINAL_PRIORITY or self._running[priority] < self.partial_limit
+        if priority == FINAL_PRIORITY:
+            return True
+        # Nor does a partial start beside a running final: on a loaded machine it would
+        # take CPU from the final, whose latency is what counts. Partials coalesce.
+        return self._running[FINAL_PRIORITY] == 0 and self._running[priority] < self.partial_limit
 
     async def _acquire(self, priority: int) -> None:
         if self._can_start(priority) and not any(

@@ -252,6 +252,25 @@ async def test_with_two_slots_a_final_never_waits_for_a_partial() -> None:
     assert started == ["p1", "f", "p2"] and sched.running == 0
 
 
+async def test_a_partial_does_not_start_beside_a_running_final() -> None:
+    sched = DecodeScheduler(slots=2)
+    release = asyncio.Event()
+
+    async def final() -> None:
+        async with sched.slot(FINAL_PRIORITY):
+            await release.wait()
+
+    holder = asyncio.create_task(final())
+    await asyncio.sleep(0)
+    partial = asyncio.create_task(sched._acquire(PARTIAL_PRIORITY))
+    await asyncio.sleep(0)
+    assert not partial.done() and sched.running == 1, "a slot is free, yet the partial waits"
+    release.set()
+    await holder
+    await asyncio.wait_for(partial, timeout=5)
+    assert sched.running == 1
+
+
 async def test_two_slots_run_two_final_quality_decodes_at_once() -> None:
     sched = DecodeScheduler(slots=2)
     both_in = asyncio.Barrier(2)
