@@ -69,7 +69,7 @@ class AsrSettings:
     # Decodes one worker runs at once (CTranslate2 model replicas; the weights are
     # shared). 0: two where the process may use two or more cores, else one. With two,
     # a final-quality decode never waits for a running partial (docs/BENCHMARKS.md,
-    # "Two decode slots": one-session final p95 2.23 s -> 1.64 s on a 2-core VM).
+    # "Two decode slots": one-session final p95 2.07-2.23 s -> 1.25-1.74 s, 2 vCPUs).
     decode_slots: int = 0
     # Beam for finals (and for the pause-time decode a final may reuse); partials use
     # partial_beam_size and stay greedy (they are many and are replaced anyway). Beam 5
