@@ -37,7 +37,8 @@ REGISTRY_ENTRIES_TRIMMED = Counter(
 )
 DECODE_SECONDS = Histogram(
     "streamscribe_asr_decode_seconds",
-    "Wall time of one Whisper decode",
+    "Wall time of one Whisper decode, by kind: partial, pause (the final-quality decode at "
+    "a pause, which a final may reuse), final, cut",
     ["kind"],
     buckets=(0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0),
 )
