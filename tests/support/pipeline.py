@@ -37,7 +37,9 @@ CHAOS_BUS = BusSettings(
 
 
 def stack_settings() -> Settings:
-    return Settings(bus=CHAOS_BUS, asr=AsrSettings())
+    # Two decode slots is the default on two or more cores; pinned, so that concurrent
+    # final and partial decodes are what these tests exercise on any machine.
+    return Settings(bus=CHAOS_BUS, asr=AsrSettings(decode_slots=2))
 
 
 @contextmanager
