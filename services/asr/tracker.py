@@ -98,6 +98,8 @@ class Track:
     quality_busy: bool = False
     partial_busy: bool = False
     quality_epoch: int = 0
+    # Requests built and not yet answered: decodes actually running.
+    decoding: int = 0
     last_decoded_pos: int = 0
     last_hyp: list[Word] | None = None
     last_hyp_final_quality: bool = False
@@ -382,6 +384,7 @@ class SessionTracker:
             end = t.pos
         if lane == "quality":
             t.quality_epoch += 1
+        t.decoding += 1
         request = DecodeRequest(
             channel=t.channel,
             kind=kind,
@@ -427,6 +430,7 @@ class SessionTracker:
         """Take a finished decode; queues partial/final outputs."""
         self.decodes += 1
         t = self.tracks[req.channel]
+        t.decoding -= 1
         self._release(t, req.lane)
         if req.generation != t.generation:
             return  # the utterance closed meanwhile; this hypothesis is moot
@@ -546,9 +550,10 @@ class SessionTracker:
 
     @property
     def finished(self) -> bool:
+        """All audio is final and no decode is running. A claim still waiting for a decode
+        slot does not count: it has nothing left to decode and is dropped."""
         return self.ended_at is not None and all(
-            t.utt_start is None and not (t.quality_busy or t.partial_busy)
-            for t in self.tracks.values()
+            t.utt_start is None and t.decoding == 0 for t in self.tracks.values()
         )
 
 

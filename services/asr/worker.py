@@ -113,8 +113,8 @@ class AsrHandler:
                     decodes.discard(task)
                     task.result()  # a failed decode fails the session
                 await self._publish(lease, tracker, tracker.take_outputs(), end_seen)
-                if tracker.finished and not decodes:
-                    return
+                if tracker.finished:
+                    return  # what is left only waits for a slot; `finally` drops it
                 if reader.done() and reader.exception() is not None:
                     raise reader.exception()  # type: ignore[misc]
                 while (claimed := tracker.claim()) is not None:

@@ -341,6 +341,21 @@ def test_a_claim_that_is_no_longer_needed_is_released() -> None:
     assert req is not None and req.final_quality
 
 
+def test_a_claim_waiting_for_a_slot_does_not_hold_the_session_open() -> None:
+    t = tracker()
+    f = Feeder(t)
+    f.vad("start", at=0.0)
+    f.audio(1.1)
+    assert t.claim() == (0, "partial")  # under load it waits for a slot ...
+    f.vad("end", at=1.0)
+    final = t.next_request()
+    assert final is not None and final.kind == "final"
+    f.end()
+    assert not t.finished, "the final's decode is running"
+    t.on_result(final, Hypothesis(words=words("hello", 0.0)))
+    assert t.finished, "... and it has nothing left to decode"
+
+
 def test_next_utterance_starting_while_the_previous_finalizes_is_not_lost() -> None:
     t = tracker()
     f = Feeder(t)
