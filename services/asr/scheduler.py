@@ -41,7 +41,7 @@ class DecodeScheduler:
             self._release(priority)
 
     def _can_start(self, priority: int) -> bool:
-        if sum(self._running.values()) >= self.slots:
+        if self.running >= self.slots:
             return False
         if priority == FINAL_PRIORITY:
             return True
@@ -69,20 +69,17 @@ class DecodeScheduler:
         self._grant()
 
     def _grant(self) -> None:
-        """Hand free slots to waiters in priority order; a partial over its limit waits on."""
-        held: list[tuple[int, int, asyncio.Future[None]]] = []
-        while self._waiters and sum(self._running.values()) < self.slots:
-            waiter = heapq.heappop(self._waiters)
-            priority, _, future = waiter
+        """Hand free slots to waiters in priority order.
+
+        The heap yields every final before any partial, so once the first waiter cannot
+        start, none behind it can either.
+        """
+        while self._waiters and self._can_start(self._waiters[0][0]):
+            priority, _, future = heapq.heappop(self._waiters)
             if future.done():
                 continue  # cancelled while waiting
-            if not self._can_start(priority):
-                held.append(waiter)
-                continue
             self._running[priority] += 1
             future.set_result(None)
-        for waiter in held:
-            heapq.heappush(self._waiters, waiter)
 
     @property
     def waiting(self) -> int:
