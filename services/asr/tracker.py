@@ -301,8 +301,8 @@ class SessionTracker:
         best = self._most_urgent()
         if best is None:
             return None
-        _, t, kind = best
-        lane: Lane = "partial" if kind is None else "quality"
+        urgency, t, _ = best
+        lane: Lane = "partial" if urgency == _PERIODIC else "quality"
         if lane == "quality":
             t.quality_busy = True
         else:
@@ -314,15 +314,16 @@ class SessionTracker:
         claimed = self.claim()
         return self.request_for(*claimed) if claimed else None
 
-    def _most_urgent(self) -> tuple[int, Track, Kind | None] | None:
-        """(urgency, track, kind) of the most urgent unclaimed need; kind None: periodic partial."""
-        best: tuple[int, Track, Kind | None] | None = None
+    def _most_urgent(self) -> tuple[int, Track, Kind] | None:
+        """(urgency, track, kind) of the most urgent unclaimed need; urgency _PERIODIC is a
+        periodic partial, every other one final-quality work."""
+        best: tuple[int, Track, Kind] | None = None
         for t in self.tracks.values():
             kind = None if t.quality_busy else self._quality_need(t)
             if kind is not None:
-                candidate: tuple[int, Track, Kind | None] = (_URGENCY[kind], t, kind)
+                candidate: tuple[int, Track, Kind] = (_URGENCY[kind], t, kind)
             elif not t.partial_busy and self._partial_due(t):
-                candidate = (_PERIODIC, t, None)
+                candidate = (_PERIODIC, t, "partial")
             else:
                 continue
             if best is None or candidate[0] < best[0]:

@@ -68,6 +68,7 @@ def test_partials_every_interval_then_final_from_covering_hypothesis() -> None:
     f.audio(0.5)
     assert t.pending() is None, "less than a second of speech: no decode yet"
     f.audio(0.6)
+    assert t.pending() == "partial"
     req = t.next_request()
     assert req is not None and req.kind == "partial" and req.start_pos == int(0.4 * SR)
     t.on_result(req, Hypothesis(words=words("good morning", 0.0)))
