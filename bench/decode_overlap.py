@@ -1,16 +1,16 @@
 """What a final costs when speech stops while a partial decodes (`python -m bench.decode_overlap`).
 
 A final-quality decode (beam 5, the track's earlier speech forced as prefix, as the
-worker runs it) of a stretch of meeting_b is timed three ways:
+worker runs it) of a stretch of meeting_b is timed:
 
 - alone, with nothing else decoding;
-- one slot: started while a greedy partial is decoding, so it waits for that partial;
-- two slots (the worker's default on two cores): alone, and started beside the
-  running partial.
+- started while a greedy partial decodes, with the worker's defaults: the partial's
+  replica runs at niceness 19 (`partial_nice`), so it yields the CPU to the final;
+- the same with `partial_nice=0`: the partial keeps its share of the CPU.
 
-Every setting runs the worker's own `WhisperDecoder` through the worker's
-`DecodeScheduler`, with the worker's default threads per decode for that slot count.
-The time is from the moment the final was requested to its result, as a user sees it.
+Every setting runs the worker's own `WhisperDecoder` (encoder threads: every core)
+through the worker's `DecodeScheduler`. The time is from the moment the final was
+requested to its result, as a user sees it.
 """
 
 from __future__ import annotations
@@ -46,9 +46,9 @@ def _clip(audio: np.ndarray, span: tuple[float, float]) -> np.ndarray:
 
 
 async def _final_latency(
-    decoder: WhisperDecoder, slots: int, audio: np.ndarray, prefix: str, with_partial: bool
+    decoder: WhisperDecoder, audio: np.ndarray, prefix: str, with_partial: bool
 ) -> float:
-    scheduler = DecodeScheduler(slots)
+    scheduler = DecodeScheduler(decoder.slots)
     context, utterance = _clip(audio, CONTEXT_S), _clip(audio, UTTERANCE_S)
 
     async def partial() -> None:
@@ -74,26 +74,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=RESULTS)
     args = p.parse_args(argv)
     (audio,) = load_channels(load_reference(FIXTURES / "meeting_b.flac"))
-    decoders = {n: WhisperDecoder(AsrSettings(device="cpu", decode_slots=n)) for n in (1, 2)}
-    prefix = decoders[1].decode(_clip(audio, CONTEXT_S), final=True).text
-    settings = [("alone", 1, False), ("one slot, behind a partial", 1, True)]
-    settings += [("two slots, alone", 2, False), ("two slots, beside a partial", 2, True)]
+    decoders = {n: WhisperDecoder(AsrSettings(device="cpu", partial_nice=n)) for n in (19, 0)}
+    prefix = decoders[19].decode(_clip(audio, CONTEXT_S), final=True).text
+    settings = [("alone", 19, False), ("beside a partial", 19, True)]
+    settings += [("beside a partial, partial_nice=0", 0, True)]
     rows, results = [], []
-    for name, slots, with_partial in settings:
-        decoder = decoders[slots]
-        asyncio.run(_final_latency(decoder, slots, audio, prefix, with_partial))  # warm-up
+    for name, nice, with_partial in settings:
+        decoder = decoders[nice]
+        asyncio.run(_final_latency(decoder, audio, prefix, with_partial))  # warm-up
         times = [
-            asyncio.run(_final_latency(decoder, slots, audio, prefix, with_partial))
+            asyncio.run(_final_latency(decoder, audio, prefix, with_partial))
             for _ in range(args.runs)
         ]
         median = statistics.median(times)
-        print(f"{name:<28} median {median:.3f} s  (min {min(times):.3f}, max {max(times):.3f})")
+        print(f"{name:<34} median {median:.3f} s  (min {min(times):.3f}, max {max(times):.3f})")
         threads = decoder.threads
-        results.append({"setting": name, "slots": slots, "threads": threads, "runs": times})
-        rows.append([name, str(slots), str(threads), f"{median:.3f}", f"{min(times):.3f}",
+        results.append(
+            {"setting": name, "partial_nice": nice, "encoder_threads": threads, "runs": times}
+        )
+        rows.append([name, str(nice), str(threads), f"{median:.3f}", f"{min(times):.3f}",
                      f"{max(times):.3f}"])  # fmt: skip
     print()
-    print(table(["final", "slots", "threads/decode", "median s", "min s", "max s"], rows))
+    print(table(["final", "partial nice", "encoder threads", "median s", "min s", "max s"], rows))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"machine": machine_info(), "rows": results}, indent=2))
     print(f"wrote {args.out}")

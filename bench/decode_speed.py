@@ -1,7 +1,7 @@
 """Decode time of WhisperDecoder.decode per CPU compute type (`python -m bench.decode_speed`).
 
 Decodes a 3 s and a 10 s stretch of speech from a benchmark recording with every
-(compute type, cpu_threads) pair: one warm-up each, then `--runs` rounds in which every
+(compute type, encoder threads) pair: one warm-up each, then `--runs` rounds in which every
 pair decodes once (interleaved, so drifting background load hits all pairs alike), and
 reports the median wall and process-CPU time per decode.
 """
@@ -26,8 +26,8 @@ from services.asr.decoder import SAMPLE_RATE, WhisperDecoder
 from shared.settings import AsrSettings
 
 COMPUTE_TYPES = ("int8", "int8_float32", "float32")
-# The worker runs its cores divided among its decode slots: 1 thread per decode on a
-# 2-core machine with the default two slots. Here one decode runs at a time.
+# Threads of the encoder pass (`cpu_threads`; the worker's default is every core); the
+# beam search after it always runs on one. Here one decode runs at a time, final quality.
 THREADS = (1, 2)
 # Stretches of meeting_b from just before its first word (speech with its pauses).
 CLIP_START_S = 0.5

@@ -64,13 +64,17 @@ class AsrSettings:
     model: str = "tiny.en"
     device: str = "auto"
     compute_type: str = "auto"
-    # Threads per decode. 0: the cores this process may use, divided among the slots.
+    # Threads of the encoder pass of final-quality decodes (finals, cap cuts, the decode
+    # at a pause). 0: every core this process may use. The encoder, a 30 s window, is
+    # most of a decode's cost; the beam search after it runs on one thread per decode.
     cpu_threads: int = 0
-    # Decodes one worker runs at once (CTranslate2 model replicas; the weights are
-    # shared). 0: two where the process may use two or more cores, else one. With two,
-    # a final-quality decode never waits for a running partial (docs/BENCHMARKS.md,
-    # "Two decode slots": one-session final p95 2.07-2.23 s -> 1.25-1.74 s, 2 vCPUs).
+    # Final-quality decodes one worker runs at once (their encoder passes take turns).
+    # 0: two where the process may use two or more cores, else one.
     decode_slots: int = 0
+    # Partials run one at a time on their own model replica, whose threads get this
+    # niceness (0-19), so a partial decoding when speech stops yields the CPU to the
+    # decode that makes the final (docs/BENCHMARKS.md, "Partials in the background").
+    partial_nice: int = 19
     # Beam for finals (and for the pause-time decode a final may reuse); partials use
     # partial_beam_size and stay greedy (they are many and are replaced anyway). Beam 5
     # with the audio context below gave the lowest WER of everything measured

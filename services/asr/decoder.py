@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -56,26 +60,75 @@ def choose_device(device: str, compute_type: str) -> tuple[str, str]:
 
 
 def decode_slots(configured: int) -> int:
-    """Concurrent decodes: as configured, or (0) two when this process may use two cores."""
+    """Final-quality decodes at once: as configured, or (0) two where the process has two cores."""
     if configured > 0:
         return configured
     return 2 if _cores() >= 2 else 1
 
 
-def decode_threads(configured: int, slots: int) -> int:
-    """Threads per decode: as configured, or (0) this process's cores shared among the slots.
+def encoder_threads(configured: int) -> int:
+    """Threads of the encoder pass: as configured, or (0) every core this process may use.
 
-    More threads than cores in all oversubscribes the CPU whenever every slot decodes:
-    on a 2-core VM, two slots of one thread each beat two of two threads (final p95
-    with three sessions 2.79 s against 2.91 s, with four 3.04 s against 4.93 s).
+    The encoder (a 30 s window, every decode) is most of a decode's cost and splits well
+    across threads: 0.72 -> 0.38 s on 2 vCPUs. The beam search after it, many small
+    steps, got slower with two threads (0.55 -> 0.75 s), so it always runs on one.
     """
-    if configured > 0:
-        return configured
-    return max(1, _cores() // max(1, slots))
+    return configured if configured > 0 else _cores()
 
 
 def _cores() -> int:
     return len(os.sched_getaffinity(0))
+
+
+@cache
+def _whisper_class() -> type:
+    """faster-whisper's model, with the encoder pass optionally run by another replica.
+
+    Imported on first use: the tracker and unit tests import this module without it.
+    """
+    import ctranslate2
+    from faster_whisper import WhisperModel
+
+    class Whisper(WhisperModel):
+        # Returns a ctranslate2 Whisper with more threads for this encoder pass, or None
+        # for our own replica's.
+        pick_encoder: Callable[[], Any] = staticmethod(lambda: None)
+
+        def encode(self, features: np.ndarray) -> Any:
+            encoder = self.pick_encoder()
+            if encoder is None:
+                return super().encode(features)
+            if features.ndim == 2:
+                features = np.expand_dims(features, 0)
+            # A window of a longer recording is a strided view; CTranslate2 wants it whole.
+            features = np.ascontiguousarray(features)
+            return encoder.encode(ctranslate2.StorageView.from_array(features))
+
+    return Whisper
+
+
+def _build_at_low_priority(nice: int, build: Callable[[], Any]) -> tuple[Any, str | None]:
+    """Build a model in a thread running at `nice`, so the threads CTranslate2 starts for it
+    inherit that priority (Linux threads take their creator's); (model, warning or None)."""
+    out: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            if nice:
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+        except (OSError, AttributeError) as exc:
+            out["warning"] = f"partial decoder priority unchanged: {exc}"
+        try:
+            out["model"] = build()
+        except BaseException as exc:  # handed to the caller's thread
+            out["error"] = exc
+
+    thread = threading.Thread(target=run, name="asr-partial-model")
+    thread.start()
+    thread.join()
+    if "error" in out:
+        raise out["error"]
+    return out["model"], out.get("warning")
 
 
 @dataclass(slots=True)
@@ -95,30 +148,74 @@ class Hypothesis:
 
 
 class WhisperDecoder:
-    """Loads the model once; `decode` is blocking (run it in a thread, up to `slots` at once)."""
+    """Loads the model once; `decode` is blocking (run it in a thread).
+
+    Three replicas of the weights, so that partials never slow a final down:
+
+    - `model`: final-quality decodes, `slots` at once, each beam search on one thread;
+    - `encoder` (CPU with more than one thread): the encoder pass of those decodes, on
+      `threads` threads, one pass at a time;
+    - `partial_model`: greedy partials, one at a time on one thread, whose threads run
+      at `partial_nice`. A partial decoding when speech stops then yields the CPU to
+      the decode that makes the final instead of sharing it.
+    """
 
     def __init__(self, settings: AsrSettings, *, allow_download: bool = False) -> None:
-        from faster_whisper import WhisperModel
+        import ctranslate2
+        from faster_whisper.utils import download_model
 
         self.settings = settings
         self.device, self.compute_type = choose_device(settings.device, settings.compute_type)
         source = resolve_model(settings.model)
+        path = (
+            source
+            if Path(source).is_dir()
+            else download_model(source, local_files_only=not allow_download)
+        )
         self.slots = decode_slots(settings.decode_slots)
-        self.threads = decode_threads(settings.cpu_threads, self.slots)
-        self.model = WhisperModel(
-            source,
-            device=self.device,
-            compute_type=self.compute_type,
-            cpu_threads=self.threads,
-            # One replica per slot, so that many decodes truly run at once.
-            num_workers=self.slots,
-            local_files_only=not allow_download,
+        self.threads = encoder_threads(settings.cpu_threads) if self.device == "cpu" else 1
+        common: dict[str, Any] = {"device": self.device, "compute_type": self.compute_type}
+        whisper = _whisper_class()
+        self.model = whisper(path, cpu_threads=1, num_workers=self.slots, **common)
+        # The many-thread encoder serves a final-quality decode only while it is the only
+        # one running: beside another one's beam search its threads would oversubscribe
+        # the cores. Its output is bit-identical to the one-thread pass (measured), so
+        # which one ran never changes a final.
+        self._encoder = (
+            ctranslate2.models.Whisper(path, intra_threads=self.threads, inter_threads=1, **common)
+            if self.threads > 1
+            else None
+        )
+        self._quality_running = 0
+        self._lock = threading.Lock()
+        self.model.pick_encoder = self._pick_encoder
+        self.partial_model, self.priority_warning = _build_at_low_priority(
+            settings.partial_nice,
+            lambda: whisper(path, cpu_threads=1, num_workers=1, **common),
         )
         self.model_name = settings.model
         # CTranslate2 may run another type than asked (int8 runs as int8_float32 on
         # CPUs without int8 GEMM for every op); provenance names what actually runs.
         self.compute_type = str(getattr(self.model.model, "compute_type", self.compute_type))
         self.english_only = not self.model.model.is_multilingual
+
+    def _pick_encoder(self) -> Any:
+        with self._lock:
+            return self._encoder if self._quality_running == 1 else None
+
+    @contextlib.contextmanager
+    def _quality_decode(self, final: bool) -> Iterator[None]:
+        """Count running final-quality decodes (see `_pick_encoder`)."""
+        if not final:
+            yield
+            return
+        with self._lock:
+            self._quality_running += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._quality_running -= 1
 
     def provenance(self, language: str | None, decodes: int) -> AsrProvenance:
         return AsrProvenance(
@@ -147,6 +244,18 @@ class WhisperDecoder:
         final): the model decodes both with that text forced, and only what it says after
         it is returned. When that fails its checks, the utterance is decoded alone.
         """
+        with self._quality_decode(final):
+            return self._decode(audio, prompt, language, final, context, prefix)
+
+    def _decode(
+        self,
+        audio: np.ndarray,
+        prompt: str,
+        language: str | None,
+        final: bool,
+        context: np.ndarray | None,
+        prefix: str,
+    ) -> Hypothesis:
         if context is not None and context.size and prefix.strip():
             in_context = self._decode_in_context(audio, context, prefix, prompt, language, final)
             if in_context is not None:
@@ -209,7 +318,8 @@ class WhisperDecoder:
     ) -> tuple[Any, Any]:
         """One faster-whisper call with the settings every decode shares; `extra` adds to them."""
         s = self.settings
-        return self.model.transcribe(
+        model = self.model if final else self.partial_model
+        return model.transcribe(
             audio,
             language="en" if self.english_only else language,
             beam_size=s.beam_size if final else s.partial_beam_size,

@@ -51,8 +51,11 @@ class AsrHandler:
             device=self.decoder.device,
             compute_type=self.decoder.compute_type,
             decode_slots=self.scheduler.slots,
-            threads_per_decode=self.decoder.threads,
+            encoder_threads=self.decoder.threads,
+            partial_nice=self.settings.asr.partial_nice,
         )
+        if self.decoder.priority_warning:
+            log.warning("asr_partial_priority", detail=self.decoder.priority_warning)
 
     def summary(self, checkpoint: dict[str, Any] | None) -> dict[str, Any]:
         return dict((checkpoint or {}).get("summary", {}))

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import threading
+from pathlib import Path
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -48,3 +53,54 @@ def test_a_prefix_the_audio_does_not_hold_falls_back_to_the_utterance_alone(
     hyp = decoder.decode(utterance, context=silence, prefix=first["text"] * 40)
 
     assert wer(second["text"], hyp.text) <= 0.15, hyp.text
+
+
+def _thread_nice() -> dict[int, int]:
+    """Niceness of every thread of this process, from /proc (Linux)."""
+    nice = {}
+    for task in Path("/proc/self/task").iterdir():
+        with contextlib.suppress(FileNotFoundError):  # a thread that just ended
+            stat = (task / "stat").read_text()
+            nice[int(task.name)] = int(stat[stat.rindex(")") + 2 :].split()[16])
+    return nice
+
+
+@pytest.mark.skipif(
+    not Path("/proc/self/task").is_dir(), reason="reads thread priorities from /proc"
+)
+def test_partials_decode_on_their_own_replica_at_low_priority() -> None:
+    before = _thread_nice()
+    decoder = WhisperDecoder(AsrSettings(partial_nice=7))
+    started = {tid: nice for tid, nice in _thread_nice().items() if tid not in before}
+
+    assert decoder.priority_warning is None
+    assert 7 in started.values(), "the partial replica's worker threads run at partial_nice"
+    assert 0 in started.values(), "the final-quality replica's do not"
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == 0
+    audio, _rate = sf.read(str(FIXTURES / "conv_short.flac"), dtype="float32")
+    first = fixture_reference("conv_short")["utterances"][0]  # type: ignore[index]
+    utterance = _span(audio, first["start_s"] - 0.1, first["end_s"] + 0.12)
+    partial = decoder.decode(utterance, final=False)
+    assert wer(first["text"], partial.text) <= 0.15, partial.text
+
+
+def test_a_final_of_more_than_one_window_decodes(decoder: WhisperDecoder) -> None:
+    # faster-whisper hands each 30 s window of longer audio to the encoder as a strided
+    # view of the whole recording's features, which the many-thread encoder must accept.
+    audio, _rate = sf.read(str(FIXTURES / "conv_short.flac"), dtype="float32")
+    long = np.concatenate([audio] * (1 + int(35 * SAMPLE_RATE) // len(audio)))
+    hyp = decoder.decode(long, final=True)
+    first = fixture_reference("conv_short")["utterances"][0]["text"]  # type: ignore[index]
+    assert wer(first, " ".join(w.word for w in hyp.words[:5])) <= 0.2, hyp.text
+
+
+def test_the_many_thread_encoder_serves_only_a_lone_final(decoder: WhisperDecoder) -> None:
+    if decoder._encoder is None:
+        pytest.skip("one core: there is no many-thread encoder")
+    assert decoder._pick_encoder() is None, "partials use their own replica's encoder"
+    with decoder._quality_decode(final=True):
+        assert decoder._pick_encoder() is decoder._encoder
+        with decoder._quality_decode(final=True):
+            assert decoder._pick_encoder() is None, "two finals: one thread each"
+        with decoder._quality_decode(final=False):
+            assert decoder._pick_encoder() is decoder._encoder

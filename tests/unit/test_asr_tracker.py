@@ -196,80 +196,80 @@ def test_repetition_loops_are_cut() -> None:
     assert len(_cut_loops(normal)) == len(normal)
 
 
-async def test_scheduler_serves_finals_before_waiting_partials() -> None:
-    sched = DecodeScheduler()
+async def test_scheduler_serves_each_pool_in_order_up_to_its_slots() -> None:
+    sched = DecodeScheduler(slots=1)
     order: list[str] = []
     gate = asyncio.Event()
 
     async def job(name: str, priority: int) -> None:
         async with sched.slot(priority):
-            if name == "first":
+            if name == "f1":
                 await gate.wait()
             order.append(name)
 
-    first = asyncio.create_task(job("first", 1))
+    first = asyncio.create_task(job("f1", FINAL_PRIORITY))
     await asyncio.sleep(0)
-    others = [asyncio.create_task(job(n, p)) for n, p in [("p1", 1), ("p2", 1), ("f", 0)]]
+    others = [asyncio.create_task(job(n, FINAL_PRIORITY)) for n in ("f2", "f3")]
     await asyncio.sleep(0)
+    assert order == [] and sched.running(FINAL_PRIORITY) == 1, "one slot: the others wait"
     gate.set()
     await asyncio.gather(first, *others)
-    assert order == ["first", "f", "p1", "p2"]
+    assert order == ["f1", "f2", "f3"]
+    assert sched.running(FINAL_PRIORITY) == 0
 
 
-@pytest.mark.parametrize("cancel_holder", [False, True])
-async def test_scheduler_survives_cancelled_waiters(cancel_holder: bool) -> None:
+async def test_scheduler_survives_cancelled_waiters() -> None:
     sched = DecodeScheduler()
-    async with sched.slot(1):
-        waiter = asyncio.create_task(sched._acquire(0))
+    async with sched.slot(FINAL_PRIORITY):
+        waiter = asyncio.create_task(_hold(sched, FINAL_PRIORITY))
         await asyncio.sleep(0)
         waiter.cancel()
         await asyncio.sleep(0)
-    async with sched.slot(1):
-        pass
-    assert sched.waiting == 0
+    # The slot is free again: this would hang if the cancelled waiter had kept it.
+    await asyncio.wait_for(_hold(sched, FINAL_PRIORITY), timeout=5)
+    assert sched.running(FINAL_PRIORITY) == 0
 
 
-async def test_with_two_slots_a_final_never_waits_for_a_partial() -> None:
-    sched = DecodeScheduler(slots=2)
+async def _hold(sched: DecodeScheduler, priority: int) -> None:
+    async with sched.slot(priority):
+        await asyncio.sleep(0)
+
+
+@pytest.mark.parametrize("slots", [1, 2])
+async def test_a_final_never_waits_for_a_partial(slots: int) -> None:
+    sched = DecodeScheduler(slots=slots)
     partial_running, release = asyncio.Event(), asyncio.Event()
-    started: list[str] = []
 
-    async def job(name: str, priority: int) -> None:
-        async with sched.slot(priority):
-            started.append(name)
-            if name == "p1":
-                partial_running.set()
-                await release.wait()
+    async def partial() -> None:
+        async with sched.slot(PARTIAL_PRIORITY):
+            partial_running.set()
+            await release.wait()
 
-    p1 = asyncio.create_task(job("p1", PARTIAL_PRIORITY))
+    held = asyncio.create_task(partial())
     await partial_running.wait()
-    p2 = asyncio.create_task(job("p2", PARTIAL_PRIORITY))
-    await asyncio.sleep(0)
-    assert started == ["p1"] and sched.waiting == 1, "a slot stays free of partials"
-    await job("f", FINAL_PRIORITY)  # would hang if it queued behind the partial
-    assert started == ["p1", "f"]
+    await asyncio.wait_for(_hold(sched, FINAL_PRIORITY), timeout=5)  # hangs if it queued
     release.set()
-    await asyncio.gather(p1, p2)
-    assert started == ["p1", "f", "p2"] and sched.running == 0
+    await held
 
 
-async def test_a_partial_does_not_start_beside_a_running_final() -> None:
-    sched = DecodeScheduler(slots=2)
-    release = asyncio.Event()
+async def test_a_partial_runs_beside_a_running_final_but_not_beside_another_partial() -> None:
+    sched = DecodeScheduler(slots=1)
+    final_running, release = asyncio.Event(), asyncio.Event()
 
     async def final() -> None:
         async with sched.slot(FINAL_PRIORITY):
+            final_running.set()
             await release.wait()
 
-    holder = asyncio.create_task(final())
-    await asyncio.sleep(0)
-    partial = asyncio.create_task(sched._acquire(PARTIAL_PRIORITY))
-    await asyncio.sleep(0)
-    assert not partial.done() and sched.running == 1, "a slot is free, yet the partial waits"
+    held = asyncio.create_task(final())
+    await final_running.wait()
+    async with sched.slot(PARTIAL_PRIORITY):  # its own replica: no wait for the final
+        second = asyncio.create_task(_hold(sched, PARTIAL_PRIORITY))
+        await asyncio.sleep(0)
+        assert not second.done() and sched.running(PARTIAL_PRIORITY) == 1
+    await asyncio.wait_for(second, timeout=5)
     release.set()
-    await holder
-    await asyncio.wait_for(partial, timeout=5)
-    assert sched.running == 1
+    await held
 
 
 async def test_two_slots_run_two_final_quality_decodes_at_once() -> None:
