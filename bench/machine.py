@@ -77,7 +77,7 @@ def source_revision() -> dict[str, Any]:
         try:
             return subprocess.run(
                 ["git", *args], cwd=root, capture_output=True, text=True, timeout=10
-            ).stdout.strip()
+            ).stdout.rstrip("\n")  # not strip(): porcelain lines start with a space
         except (OSError, subprocess.SubprocessError):
             return ""
 
