@@ -126,7 +126,10 @@ class IngestHandler:
                 out = session.no_start_timeout(self.no_start_timeout_s)
                 commit = await self._commit(lease, session, out, commit)
             idle_limit = self.settings.ingest.producer_idle_timeout_s
-            if session.started and not session.ended and caught_up and idle_limit > 0:
+            # Only after a read that found nothing: while frames arrive the producer is
+            # not idle, and asking Redis for the time was a round trip on every frame.
+            quiet = not entries
+            if session.started and not session.ended and quiet and idle_limit > 0:
                 # The Redis clock and the last entry's id time: a takeover or a worker
                 # with a skewed clock measures the same silence.
                 last_ms = _registered_ms(session.last_entry_id.encode())
