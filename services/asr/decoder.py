@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -114,8 +115,12 @@ def _build_at_low_priority(nice: int, build: Callable[[], Any]) -> tuple[Any, st
 
     def run() -> None:
         try:
-            if nice:
+            if nice and sys.platform == "linux":
+                # On Linux a thread id names that one thread; elsewhere it would name a
+                # process, so other systems keep the default priority.
                 os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+            elif nice:
+                out["warning"] = "partial decoder priority unchanged: needs Linux"
         except (OSError, AttributeError) as exc:
             out["warning"] = f"partial decoder priority unchanged: {exc}"
         try:
