@@ -87,8 +87,8 @@ def _whisper_class() -> type:
 
     Imported on first use: the tracker and unit tests import this module without it.
     """
-    import ctranslate2
     from faster_whisper import WhisperModel
+    from faster_whisper.transcribe import get_ctranslate2_storage
 
     class Whisper(WhisperModel):
         # Returns a ctranslate2 Whisper with more threads for this encoder pass, or None
@@ -101,9 +101,9 @@ def _whisper_class() -> type:
                 return super().encode(features)
             if features.ndim == 2:
                 features = np.expand_dims(features, 0)
-            # A window of a longer recording is a strided view; CTranslate2 wants it whole.
-            features = np.ascontiguousarray(features)
-            return encoder.encode(ctranslate2.StorageView.from_array(features))
+            # faster-whisper's own conversion: a window of a longer recording is a
+            # strided view, which it makes contiguous for CTranslate2.
+            return encoder.encode(get_ctranslate2_storage(features))
 
     return Whisper
 
@@ -121,7 +121,7 @@ def _build_at_low_priority(nice: int, build: Callable[[], Any]) -> tuple[Any, st
                 os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
             elif nice:
                 out["warning"] = "partial decoder priority unchanged: needs Linux"
-        except (OSError, AttributeError) as exc:
+        except OSError as exc:
             out["warning"] = f"partial decoder priority unchanged: {exc}"
         try:
             out["model"] = build()

@@ -10,7 +10,7 @@ from typing import Any
 import structlog
 from redis.exceptions import RedisError
 
-from services.asr.decoder import Hypothesis, WhisperDecoder, decode_slots
+from services.asr.decoder import Hypothesis, WhisperDecoder
 from services.asr.scheduler import FINAL_PRIORITY, PARTIAL_PRIORITY, DecodeScheduler
 from services.asr.tracker import DecodeRequest, Lane, Output, SessionTracker
 from shared import keys, metrics
@@ -38,13 +38,15 @@ class AsrHandler:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.decoder: WhisperDecoder | None = None
-        self.scheduler = DecodeScheduler(decode_slots(settings.asr.decode_slots))
+        # Sized by the decoder's replicas once the model is loaded (prepare).
+        self.scheduler = DecodeScheduler()
         self.audio_readers = (
             keys.audio_readers(settings.pipeline) if settings.bus.trim_audio else ()
         )
 
     async def prepare(self) -> None:
         self.decoder = await asyncio.to_thread(WhisperDecoder, self.settings.asr)
+        self.scheduler = DecodeScheduler(self.decoder.slots)
         log.info(
             "asr_model_loaded",
             model=self.settings.asr.model,

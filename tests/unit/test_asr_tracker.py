@@ -235,18 +235,27 @@ async def _hold(sched: DecodeScheduler, priority: int) -> None:
         await asyncio.sleep(0)
 
 
+async def _held_until(
+    sched: DecodeScheduler, priority: int, release: asyncio.Event
+) -> asyncio.Task[None]:
+    """A task that holds a slot of `priority` until `release` is set; returns once it runs."""
+    running = asyncio.Event()
+
+    async def holder() -> None:
+        async with sched.slot(priority):
+            running.set()
+            await release.wait()
+
+    task = asyncio.create_task(holder())
+    await running.wait()
+    return task
+
+
 @pytest.mark.parametrize("slots", [1, 2])
 async def test_a_final_never_waits_for_a_partial(slots: int) -> None:
     sched = DecodeScheduler(slots=slots)
-    partial_running, release = asyncio.Event(), asyncio.Event()
-
-    async def partial() -> None:
-        async with sched.slot(PARTIAL_PRIORITY):
-            partial_running.set()
-            await release.wait()
-
-    held = asyncio.create_task(partial())
-    await partial_running.wait()
+    release = asyncio.Event()
+    held = await _held_until(sched, PARTIAL_PRIORITY, release)
     await asyncio.wait_for(_hold(sched, FINAL_PRIORITY), timeout=5)  # hangs if it queued
     release.set()
     await held
@@ -254,15 +263,8 @@ async def test_a_final_never_waits_for_a_partial(slots: int) -> None:
 
 async def test_a_partial_runs_beside_a_running_final_but_not_beside_another_partial() -> None:
     sched = DecodeScheduler(slots=1)
-    final_running, release = asyncio.Event(), asyncio.Event()
-
-    async def final() -> None:
-        async with sched.slot(FINAL_PRIORITY):
-            final_running.set()
-            await release.wait()
-
-    held = asyncio.create_task(final())
-    await final_running.wait()
+    release = asyncio.Event()
+    held = await _held_until(sched, FINAL_PRIORITY, release)
     async with sched.slot(PARTIAL_PRIORITY):  # its own replica: no wait for the final
         second = asyncio.create_task(_hold(sched, PARTIAL_PRIORITY))
         await asyncio.sleep(0)
