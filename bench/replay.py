@@ -10,10 +10,16 @@ fraction of the time, which makes it the tool for trying decoder settings:
 `STREAMSCRIBE_ASR_*` variables apply as in a worker.
 
     python -m bench.replay bench/fixtures/*.flac [--offline [--by-utterance]] [--show]
+                                                 [--hold S]
 
 `--by-utterance` charges each word error to the reference utterance it falls in and
 splits the totals into each track's first utterance and the rest, for streaming and
 offline: where the gap between them comes from (docs/BENCHMARKS.md).
+
+`--hold S` measures what a final held back by S seconds would gain: each final's
+utterance is decoded with the S seconds of audio that follow it, and the words that
+start after the utterance are dropped. The worker never does this (it would put every
+final S seconds later); it is how "Held back finals" in docs/BENCHMARKS.md was measured.
 """
 
 from __future__ import annotations
@@ -23,15 +29,17 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import numpy as np
 from redis.typing import EncodableT, FieldT
 
 from bench.offline import load_channels, median_offline_run
 from bench.reference import Reference, WordErrors, errors_per_utterance, load_reference, word_errors
-from services.asr.decoder import WhisperDecoder
-from services.asr.tracker import SessionTracker
+from services.asr.decoder import SAMPLE_RATE, WhisperDecoder
+from services.asr.tracker import DecodeRequest, SessionTracker
 from services.ingest.core import ErrorNotice, IngestSession
 from services.ingest.vad import SileroModel
-from shared.schemas import AudioEntry, Segment, SessionConfig
+from shared.audio_log import pcm_to_float
+from shared.schemas import AudioChunk, AudioEntry, Segment, SessionConfig
 from shared.settings import Settings
 from streamscribe.audio_file import decode, frame_samples, probe, split_frames
 from streamscribe.producer import media_fields, start_fields, stop_fields
@@ -85,8 +93,14 @@ def _bytes(value: object) -> bytes:
     return str(value).encode()
 
 
-def replay(path: Path, stereo: bool, decoder: WhisperDecoder, settings: Settings) -> list[Segment]:
-    """Every final the asr stage would publish for this audio, in publish order."""
+def replay(
+    path: Path, stereo: bool, decoder: WhisperDecoder, settings: Settings, hold_s: float = 0.0
+) -> list[Segment]:
+    """Every final the asr stage would publish for this audio, in publish order.
+
+    `hold_s` > 0: each final is decoded with that much of the audio after its utterance
+    (see the module docstring); the words that start after the utterance are dropped.
+    """
     asr = settings.asr
     tracker = SessionTracker(
         "replay",
@@ -98,18 +112,44 @@ def replay(path: Path, stereo: bool, decoder: WhisperDecoder, settings: Settings
         context_s=asr.context_s,
         provenance=decoder.provenance("en", 0),
     )
+    entries = audio_log(path, stereo, settings)
+    tracks = _tracks(entries) if hold_s > 0 else {}
     finals: list[Segment] = []
-    for i, entry in enumerate(audio_log(path, stereo, settings)):
+    for i, entry in enumerate(entries):
         tracker.feed(f"{i + 1}-0", entry)
         while tracker.pending() in ("final", "cut"):
             req = tracker.next_request()
             assert req is not None and req.kind != "partial"
+            audio = _held(req, tracks, hold_s) if req.kind == "final" and tracks else req.audio
             hyp = decoder.decode(
-                req.audio, prompt=req.prompt, final=True, context=req.context, prefix=req.prefix
+                audio, prompt=req.prompt, final=True, context=req.context, prefix=req.prefix
             )
+            if len(audio) > len(req.audio):
+                utterance_s = len(req.audio) / SAMPLE_RATE
+                hyp.words = [w for w in hyp.words if w.start < utterance_s]
+                hyp.audio_s = utterance_s
             tracker.on_result(req, hyp)
         finals.extend(o.segment for o in tracker.take_outputs() if o.final)
     return finals
+
+
+def _tracks(entries: Sequence[AudioEntry]) -> dict[int, np.ndarray]:
+    """Each channel's whole 16 kHz audio, from the log's chunks."""
+    chunks = [e for e in entries if isinstance(e, AudioChunk)]
+    tracks: dict[int, np.ndarray] = {}
+    for channel in {c.channel for c in chunks}:
+        mine = [(c.pos, pcm_to_float(c.pcm)) for c in chunks if c.channel == channel]
+        audio = np.zeros(max(pos + len(a) for pos, a in mine), dtype=np.float32)
+        for pos, a in mine:
+            audio[pos : pos + len(a)] = a
+        tracks[channel] = audio
+    return tracks
+
+
+def _held(req: DecodeRequest, tracks: dict[int, np.ndarray], hold_s: float) -> np.ndarray:
+    """The request's utterance and the `hold_s` seconds of audio after it."""
+    audio = tracks[req.channel]
+    return audio[req.start_pos : min(len(audio), req.end_pos + round(hold_s * SAMPLE_RATE))]
 
 
 def channel_texts(finals: Sequence[Segment], n_channels: int) -> list[str]:
@@ -144,6 +184,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--show", action="store_true", help="print every final")
     parser.add_argument(
+        "--hold",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="decode each final with the S seconds of audio after it (an experiment)",
+    )
+    parser.add_argument(
         "--by-utterance",
         action="store_true",
         help="with --offline: errors in each track's first utterance vs the rest",
@@ -157,7 +204,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ref = load_reference(path)
         channels = load_channels(ref)
         started = time.perf_counter()
-        finals = replay(ref.path, ref.stereo, decoder, settings)
+        finals = replay(ref.path, ref.stereo, decoder, settings, hold_s=args.hold)
         streamed = channel_texts(finals, len(channels))
         errors = word_errors(ref.texts(), streamed)
         totals["stream"] += _errors(errors)
