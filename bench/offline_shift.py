@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.offline import load_channels, transcribe
-from bench.reference import WordErrors, load_reference, word_errors
+from bench.reference import load_reference, word_errors
 from services.asr.decoder import SAMPLE_RATE, WhisperDecoder
 from shared.settings import Settings
 
@@ -30,10 +30,6 @@ MARGIN = 0.02
 def shifted(audio: np.ndarray, shift_s: float) -> np.ndarray:
     """`audio` with `shift_s` seconds of digital silence in front."""
     return np.concatenate([np.zeros(round(shift_s * SAMPLE_RATE), dtype=np.float32), audio])
-
-
-def _errors(e: WordErrors) -> int:
-    return e.substitutions + e.deletions + e.insertions
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -62,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         }
         words += runs[0.0].reference_words
         for s, e in runs.items():
-            errors[s] += _errors(e)
+            errors[s] += e.errors
             if s and e.wer - runs[0.0].wer > MARGIN:
                 worse[s].append(ref.name)
         cells = "  ".join(f"+{s:.2f} s {e.wer:6.1%}" for s, e in runs.items())

@@ -94,6 +94,11 @@ class WordErrors:
     insertions: int
     reference_words: int
 
+    @property
+    def errors(self) -> int:
+        """Word errors of every kind: substitutions, deletions and insertions."""
+        return self.substitutions + self.deletions + self.insertions
+
     def as_dict(self) -> dict[str, float | int]:
         return {
             "wer": round(self.wer, 4),

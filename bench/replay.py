@@ -33,7 +33,7 @@ import numpy as np
 from redis.typing import EncodableT, FieldT
 
 from bench.offline import load_channels, median_offline_run
-from bench.reference import Reference, WordErrors, errors_per_utterance, load_reference, word_errors
+from bench.reference import Reference, errors_per_utterance, load_reference, word_errors
 from services.asr.decoder import SAMPLE_RATE, WhisperDecoder
 from services.asr.tracker import DecodeRequest, SessionTracker
 from services.ingest.core import ErrorNotice, IngestSession
@@ -159,10 +159,6 @@ def channel_texts(finals: Sequence[Segment], n_channels: int) -> list[str]:
     ]
 
 
-def _errors(e: WordErrors) -> int:
-    return e.substitutions + e.deletions + e.insertions
-
-
 def first_and_rest(ref: Reference, hypotheses: Sequence[str]) -> tuple[int, int]:
     """Word errors in each track's first utterance, and in all the others."""
     first = rest = 0
@@ -206,18 +202,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         started = time.perf_counter()
         finals = replay(ref.path, ref.stereo, decoder, settings, hold_s=args.hold)
         streamed = channel_texts(finals, len(channels))
-        errors = word_errors(ref.texts(), streamed)
-        totals["stream"] += _errors(errors)
-        totals["words"] += errors.reference_words
+        scored = word_errors(ref.texts(), streamed)
+        totals["stream"] += scored.errors
+        totals["words"] += scored.reference_words
         line = (
-            f"{ref.name:18s} streaming {errors.wer:6.1%} ({_errors(errors)} errors, "
+            f"{ref.name:18s} streaming {scored.wer:6.1%} ({scored.errors} errors, "
             f"{len(finals)} finals, {time.perf_counter() - started:.0f} s)"
         )
         if args.offline:
             median, _runs = median_offline_run(decoder, ref, channels)
             offline, off = median.texts, median.errors
-            totals["offline"] += _errors(off)
-            line += f"  offline {off.wer:6.1%} ({_errors(off)})  diff {errors.wer - off.wer:+.1%}"
+            totals["offline"] += off.errors
+            line += f"  offline {off.wer:6.1%} ({off.errors})  diff {scored.wer - off.wer:+.1%}"
             if args.by_utterance:
                 for key, hyps in (("stream", streamed), ("offline", offline)):
                     first, rest = first_and_rest(ref, hyps)

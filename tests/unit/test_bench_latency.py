@@ -133,6 +133,7 @@ def test_word_errors_pool_channels() -> None:
     errors = word_errors(["red green blue", "cyan pink"], ["red green glue", "cyan pink gold"])
     assert (errors.substitutions, errors.deletions, errors.insertions) == (1, 0, 1)
     assert errors.reference_words == 5
+    assert errors.errors == 2
     assert errors.wer == pytest.approx(2 / 5)
     assert word_errors(["a b"], [""]).wer == 1.0
 
