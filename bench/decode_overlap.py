@@ -31,7 +31,7 @@ from bench.reference import FIXTURES, load_reference
 from bench.report import table
 from services.asr.decoder import SAMPLE_RATE, WhisperDecoder
 from services.asr.scheduler import FINAL_PRIORITY, PARTIAL_PRIORITY, DecodeScheduler
-from shared.settings import AsrSettings
+from services.asr.settings import AsrSettings
 
 RESULTS = Path(__file__).parent / "results" / "decode_overlap.json"
 # meeting_b: 2.0-12.0 s is context (its words forced as prefix), 12.0-15.0 s the utterance

@@ -23,7 +23,7 @@ from bench.offline import load_channels
 from bench.reference import FIXTURES, load_reference
 from bench.report import table
 from services.asr.decoder import SAMPLE_RATE, WhisperDecoder
-from shared.settings import AsrSettings
+from services.asr.settings import AsrSettings
 
 COMPUTE_TYPES = ("int8", "int8_float32", "float32")
 # Threads of the encoder pass (`cpu_threads`; the worker's default is every core); the

@@ -13,7 +13,7 @@ import soxr
 
 from bench.reference import Reference, WordErrors, word_errors
 from services.asr.decoder import SAMPLE_RATE, WhisperDecoder
-from shared.settings import AsrSettings
+from services.asr.settings import AsrSettings
 
 
 def load_channels(ref: Reference) -> list[np.ndarray]:

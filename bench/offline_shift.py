@@ -21,6 +21,7 @@ import numpy as np
 from bench.offline import load_channels, transcribe
 from bench.reference import load_reference, word_errors
 from services.asr.decoder import SAMPLE_RATE, WhisperDecoder
+from services.asr.settings import AsrSettings
 from shared.settings import Settings
 
 # The acceptance line's margin, in WER (2 points).
@@ -44,7 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="seconds of silence put in front (default: 0.02 0.1 0.5)",
     )
     args = parser.parse_args(argv)
-    decoder = WhisperDecoder(Settings.from_env().asr)
+    decoder = WhisperDecoder(Settings.from_env().stage("asr", AsrSettings))
     shifts = [0.0, *args.shifts]
     errors = dict.fromkeys(shifts, 0)
     worse: dict[float, list[str]] = {s: [] for s in args.shifts}

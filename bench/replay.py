@@ -35,8 +35,10 @@ from redis.typing import EncodableT, FieldT
 from bench.offline import load_channels, median_offline_run
 from bench.reference import Reference, errors_per_utterance, load_reference, word_errors
 from services.asr.decoder import SAMPLE_RATE, WhisperDecoder
+from services.asr.settings import AsrSettings
 from services.asr.tracker import DecodeRequest, SessionTracker
 from services.ingest.core import ErrorNotice, IngestSession
+from services.ingest.settings import IngestSettings
 from services.ingest.vad import SileroModel
 from shared.audio_log import pcm_to_float
 from shared.schemas import AudioChunk, AudioEntry, Segment, SessionConfig
@@ -67,7 +69,9 @@ def audio_log(path: Path, stereo: bool, settings: Settings) -> list[AudioEntry]:
     messages = [start_fields(config)]
     messages += [media_fields(seq, frame) for seq, frame in enumerate(frames, 1)]
     messages.append(stop_fields())
-    session = IngestSession("replay", settings.ingest, SileroModel(), settings.pipeline)
+    session = IngestSession(
+        "replay", settings.stage("ingest", IngestSettings), SileroModel(), settings.pipeline
+    )
     entries: list[AudioEntry] = []
     for first in range(0, len(messages), FRAMES_PER_BATCH):
         batch = [
@@ -101,14 +105,14 @@ def replay(
     `hold_s` > 0: each final is decoded with that much of the audio after its utterance
     (see the module docstring); the words that start after the utterance are dropped.
     """
-    asr = settings.asr
+    asr = settings.stage("asr", AsrSettings)
     tracker = SessionTracker(
         "replay",
         partial_interval_s=asr.partial_interval_s,
         max_utterance_s=asr.max_utterance_s,
         prompt_chars=asr.prompt_chars,
         channels_as_speakers=stereo,
-        speech_pad_s=settings.ingest.vad_speech_pad_ms / 1000,
+        speech_pad_s=settings.stage("ingest", IngestSettings).vad_speech_pad_ms / 1000,
         context_s=asr.context_s,
         provenance=decoder.provenance("en", 0),
     )
@@ -193,7 +197,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     settings = Settings.from_env()
-    decoder = WhisperDecoder(settings.asr)
+    decoder = WhisperDecoder(settings.stage("asr", AsrSettings))
     totals = {"stream": 0, "offline": 0, "words": 0}
     split = {"stream": [0, 0], "offline": [0, 0]}
     for path in args.files:

@@ -26,6 +26,7 @@ from bench.reference import Reference, default_files, load_reference, word_error
 from bench.report import cpu_table, decode_table, files_table, markdown, sweep_table
 from bench.session import SessionRecord, run_session
 from bench.stack import BenchStack
+from services.asr.settings import AsrSettings
 from shared.bus import connect
 from shared.settings import ENV_PREFIX, BusSettings, Settings
 
@@ -325,7 +326,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("interrupted; workers and redis-server stopped, nothing written", file=sys.stderr)
         return 130
     # The offline baseline decodes with the very model settings the asr worker had.
-    asr = Settings.from_env(worker_env(args)).asr
+    asr = Settings.from_env(worker_env(args)).stage("asr", AsrSettings)
     offline = None
     if not args.no_offline:
         print("\n== offline baseline: faster-whisper transcribe on each whole file", flush=True)

@@ -17,7 +17,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.typing import EncodableT
 
 from shared import keys
-from shared.schemas import Event, encode, event_type, is_final
+from shared.schemas import Event, Ready, decode_event, encode, event_type, is_final
 from shared.settings import BusSettings
 
 _SEQ_PLACEHOLDER = b'"seq":0,'
@@ -178,18 +178,86 @@ class Bus:
         raw = await self.redis.hget(keys.heads(session_id), f"r:{entity_id}")
         return int(raw) if raw else 0
 
-    async def last_seq(self, session_id: str) -> int:
-        raw = await self.redis.hget(keys.heads(session_id), "_seq")
-        return int(raw) if raw else 0
-
     async def is_closed(self, session_id: str) -> bool:
         return bool(await self.redis.hexists(keys.heads(session_id), "_closed"))
+
+    async def ready_event(self, session_id: str) -> Ready | None:
+        """The session's `ready` event (the config ingest acknowledged), in one read."""
+        raw = await self.redis.hget(keys.heads(session_id), "_ready")
+        if raw is None:
+            return None
+        event = decode_event(raw)
+        return event if isinstance(event, Ready) else None
+
+    async def event_counts(self, session_id: str) -> dict[str, int]:
+        """Events published so far, per event type."""
+        heads = cast(dict[bytes, bytes], await self.redis.hgetall(keys.heads(session_id)))
+        return {
+            name[2:].decode(): int(value) for name, value in heads.items() if name.startswith(b"n:")
+        }
+
+    async def events_after(
+        self, session_id: str, after_seq: int, *, count: int
+    ) -> list[StreamEntry]:
+        """Up to `count` stream entries with seq > `after_seq` (an event's id is `<seq>-0`)."""
+        return await xrange(self.redis, keys.events(session_id), min=f"({after_seq}-0", count=count)
+
+    async def wait_for_events(self, session_id: str, after_seq: int, block_ms: int) -> None:
+        """Block up to `block_ms` until an event with seq > `after_seq` exists."""
+        await xread(
+            self.redis, {keys.events(session_id): f"{after_seq}-0"}, count=1, block=block_ms
+        )
 
     # --- registry ---------------------------------------------------------------------
 
     async def register_session(self, session_id: str) -> bytes:
         """Announce a session to every stage (one registry entry, one per session)."""
         return cast(bytes, await self.redis.xadd(keys.registry(), {"session_id": session_id}))
+
+    async def claim_idle(
+        self, group: str, consumer: str, *, min_idle_ms: int, count: int
+    ) -> list[StreamEntry]:
+        """Registry entries idle past `min_idle_ms` (their owner is gone), now `consumer`'s."""
+        reply = await self.redis.xautoclaim(
+            keys.registry(),
+            group,
+            consumer,
+            min_idle_time=min_idle_ms,
+            start_id="0-0",
+            count=count,
+        )
+        return cast(list[StreamEntry], reply[1])  # [cursor, entries, (deleted ids)]
+
+    async def claim_new(
+        self, group: str, consumer: str, *, count: int, block_ms: int
+    ) -> list[StreamEntry]:
+        """Registry entries no consumer of `group` has read yet, now `consumer`'s."""
+        response = await self.redis.xreadgroup(
+            group, consumer, {keys.registry(): ">"}, count=count, block=block_ms
+        )
+        rows = cast(list[tuple[bytes, list[StreamEntry]]], response or [])
+        return [entry for _stream, entries in rows for entry in entries]
+
+    async def ack(self, group: str, entry_id: bytes) -> None:
+        """`group` is done with a registry entry."""
+        await self.redis.xack(keys.registry(), group, entry_id)
+
+    async def release(self, group: str, consumer: str, entry_id: bytes, idle_ms: int) -> None:
+        """Hand a held entry back: an idle time past min-idle lets the next claim take it."""
+        await self.redis.xclaim(
+            keys.registry(),
+            group,
+            consumer,
+            min_idle_time=0,
+            message_ids=[entry_id],
+            idle=idle_ms,
+            justid=True,
+        )
+
+    async def server_time(self) -> float:
+        """Redis's clock, in seconds: one clock for every worker of a session."""
+        seconds, micros = await self.redis.time()
+        return int(seconds) + int(micros) / 1e6
 
     async def ensure_group(self, group: str) -> None:
         try:

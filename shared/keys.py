@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
-from collections.abc import Sequence
 
 PREFIX = "ss"
 _SESSION_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
@@ -43,16 +43,6 @@ def audio(session_id: str) -> str:
     return _tagged(session_id, "audio")
 
 
-# Stages that read the audio log (the planned enrich stage reads it for prosody). The log
-# is trimmed only below what each of them in the deployed pipeline has checkpointed past.
-AUDIO_READERS = ("asr", "enrich")
-
-
-def audio_readers(pipeline: Sequence[str]) -> tuple[str, ...]:
-    """The stages of `pipeline` whose checkpoints bound audio log trimming."""
-    return tuple(stage for stage in pipeline if stage in AUDIO_READERS)
-
-
 def events(session_id: str) -> str:
     """The session's event stream: the single source of truth."""
     return _tagged(session_id, "events")
@@ -71,6 +61,23 @@ def checkpoints(session_id: str) -> str:
 def finished(session_id: str) -> str:
     """Set of stages that have finished the session; the last one publishes `done`."""
     return _tagged(session_id, "finished")
+
+
+def gateway_owner(session_id: str) -> str:
+    """The subject (token owner) that created the session through the gateway.
+
+    Written with a TTL (the gateway refreshes it on every attach), like every gateway key.
+    """
+    return _tagged(session_id, "owner")
+
+
+def gateway_subject_sessions(subject: str) -> str:
+    """Sorted set of session ids one token subject created through the gateway (by time).
+
+    The subject is hashed: it comes from a token and may hold any character.
+    """
+    digest = hashlib.sha256(subject.encode()).hexdigest()[:32]
+    return f"{PREFIX}:gw:subject:{digest}"
 
 
 def session_keys(session_id: str) -> list[str]:

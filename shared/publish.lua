@@ -8,6 +8,10 @@
 -- checkpoint is written in the same atomic step as the event, so a stage killed right
 -- after publishing a final never resumes from a position before it (no re-cut, no loss).
 --
+-- Bookkeeping in the heads hash, for O(1) reads by any stage: `n:<type>` counts the
+-- events of each type (the `done` payload's counts), `_ready` holds the `ready` event
+-- (the config ingest acknowledged).
+--
 -- Returns {1, seq} when appended, {0, reason, head_revision} when dropped:
 --   "closed": the session already published `done`; nothing follows it.
 --   "final":  the id was finalized; a final is immutable.
@@ -25,9 +29,14 @@ if rev <= head then
   return {0, 'stale', head}
 end
 local seq = redis.call('HINCRBY', KEYS[2], '_seq', 1)
+local data = ARGV[5] .. seq .. ARGV[6]
 redis.call('XADD', KEYS[1], seq .. '-0',
-  'seq', seq, 'type', ARGV[4], 'id', id, 'rev', rev, 'data', ARGV[5] .. seq .. ARGV[6])
+  'seq', seq, 'type', ARGV[4], 'id', id, 'rev', rev, 'data', data)
 redis.call('HSET', KEYS[2], 'r:' .. id, rev)
+redis.call('HINCRBY', KEYS[2], 'n:' .. ARGV[4], 1)
+if ARGV[4] == 'ready' then
+  redis.call('HSET', KEYS[2], '_ready', data)
+end
 if ARGV[3] == '1' then
   redis.call('HSET', KEYS[2], 'f:' .. id, 1)
 end

@@ -3,37 +3,23 @@
 from __future__ import annotations
 
 import asyncio
-import importlib
 import signal
 
 import structlog
 
+from shared import stages
 from shared.bus import Bus, connect
 from shared.health import HealthServer
 from shared.logging import configure_logging
 from shared.settings import Settings
 from shared.worker import StageHandler, Worker
 
-# stage name -> module with `make_handler(settings) -> StageHandler`
-STAGES: dict[str, str] = {
-    "ingest": "services.ingest.worker",
-    "asr": "services.asr.worker",
-}
-
 log = structlog.get_logger("streamscribe.runner")
 
 
-class UnknownStage(ValueError):
-    pass
-
-
 def make_handler(stage: str, settings: Settings) -> StageHandler:
-    module_name = STAGES.get(stage)
-    if module_name is None:
-        raise UnknownStage(f"unknown stage {stage!r}; known: {', '.join(sorted(STAGES))}")
-    module = importlib.import_module(module_name)
-    handler: StageHandler = module.make_handler(settings)
-    return handler
+    """The handler of installed stage `stage` (UnknownStage if none provides it)."""
+    return stages.get_spec(stage).make_handler(settings)
 
 
 async def serve_stage(handler: StageHandler, settings: Settings, stop: asyncio.Event) -> None:

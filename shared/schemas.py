@@ -17,9 +17,6 @@ TRANSCRIPT_SCHEMA_VERSION = 2
 STREAM_VERSION = 1
 AUDIO_SAMPLE_RATE = 16_000
 
-Encoding = Literal["pcm_s16le", "pcm_f32le", "opus"]
-
-
 # --- producer messages (stream `ss:{sid}:in`) -------------------------------------------
 
 
@@ -150,6 +147,10 @@ class Action(Struct, kw_only=True):
     text: str
     pattern: str
     speaker_id: str | None = None
+    # A first-person promise ("I'll send…") rather than a request made of someone else.
+    commitment: bool = False
+    turn_id: str | None = None
+    segment_ids: list[str] = msgspec.field(default_factory=list)
 
 
 class SemanticAnnotation(Struct, kw_only=True):
@@ -162,6 +163,14 @@ class SemanticAnnotation(Struct, kw_only=True):
     corrections: list[str] = msgspec.field(default_factory=list)
     commitments: list[str] = msgspec.field(default_factory=list)
     context_size: int = 0
+    # Ids of the same speaker's earlier turns that `corrections` correct.
+    corrected_turn_ids: list[str] = msgspec.field(default_factory=list)
+    # Commitments made in the session's final turns so far, this one included.
+    commitment_ledger_size: int = 0
+    # Per risk tag, the configured terms that fired (why the tag is there).
+    risk_terms: dict[str, list[str]] = msgspec.field(default_factory=dict)
+    # How keywords were made, e.g. "lexical" (provenance, as segments name their model).
+    annotator: str = ""
 
 
 class SpeakerStats(Struct, kw_only=True):
@@ -170,14 +179,19 @@ class SpeakerStats(Struct, kw_only=True):
     talk_ratio: float = 0.0
     turn_count: int = 0
     longest_monologue_s: float = 0.0
+    # Same as interruptions_initiated (kept for older readers).
     interruptions: int = 0
     mean_response_latency_s: float | None = None
+    interruptions_initiated: int = 0
+    interruptions_received: int = 0
 
 
 class ReadyPayload(Struct, kw_only=True):
     config: SessionConfig
     audio_sample_rate: int = AUDIO_SAMPLE_RATE
     stages: list[str] = msgspec.field(default_factory=list)
+    # Padding ingest keeps around VAD speech (stages that cut utterances need it).
+    vad_speech_pad_ms: int | None = None
 
 
 class EnrichmentPayload(Struct, kw_only=True):
@@ -190,6 +204,9 @@ class AnalyticsPayload(Struct, kw_only=True):
     speakers: list[SpeakerStats] = msgspec.field(default_factory=list)
     turn_count: int = 0
     turns_final: bool = False
+    # Audio time (s) the snapshot reflects, and `{"turns_final": ...}` as the issue names it.
+    audio_time_s: float = 0.0
+    completeness: dict[str, bool] = msgspec.field(default_factory=dict)
 
 
 class ErrorPayload(Struct, kw_only=True):
@@ -203,12 +220,24 @@ class ErrorPayload(Struct, kw_only=True):
 
 
 class DonePayload(Struct, kw_only=True):
+    """The session's last event: what every stage of the pipeline made of it."""
+
     duration_s: float = 0.0
     segments: int = 0
     stages: list[str] = msgspec.field(default_factory=list)
     model: str | None = None
     device: str | None = None
     reason: str = "stopped"
+    # Events published before `done`, per event type.
+    counts: dict[str, int] = msgspec.field(default_factory=dict)
+    # Seconds each stage spent processing the session (its own measure: decoding,
+    # decoding frames, computing features), per stage.
+    processing_s: dict[str, float] = msgspec.field(default_factory=dict)
+    # Each stage's contribution to this payload, as its spec's summary gave it.
+    stage_summaries: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)
+    # Stages of the pipeline that had not finished when `done` was published (their
+    # workers were down past the done timeout).
+    unfinished: list[str] = msgspec.field(default_factory=list)
 
 
 # --- events (stream `ss:{sid}:events`) ----------------------------------------------------

@@ -9,13 +9,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from dataclasses import dataclass, field
-from typing import Any, Protocol, cast
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import structlog
 
-from shared import keys, metrics
-from shared.bus import REDIS_UNAVAILABLE, Bus, PublishResult, StreamEntry
+from shared import keys, metrics, stages
+from shared.bus import REDIS_UNAVAILABLE, Bus, PublishResult
 from shared.schemas import Done, DonePayload, Error, ErrorPayload, Event, event_type
 from shared.settings import Settings
 
@@ -35,9 +36,6 @@ class StageHandler(Protocol):
     async def prepare(self) -> None:
         """Load models and anything slow; the worker is not ready before this returns."""
 
-    def summary(self, checkpoint: dict[str, Any] | None) -> dict[str, Any]:
-        """Fields this stage contributes to the `done` payload, from its checkpoint."""
-
     async def run_session(self, lease: SessionLease) -> None:
         """Process the session until this stage is finished with it, checkpointing as it goes.
 
@@ -53,9 +51,6 @@ class SessionLease:
     entry_id: bytes
     stage: str
     bus: Bus
-    settings: Settings
-    takeover: bool = False
-    lost: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def publish(
         self, event: Event, checkpoint: dict[str, Any] | None = None
@@ -72,6 +67,25 @@ class SessionLease:
         result = await self.bus.publish_closing(event, self._ckpt(checkpoint))
         self._count(event, result)
         return result
+
+    async def publish_batch(
+        self, events: Sequence[Event], checkpoint: dict[str, Any]
+    ) -> list[PublishResult]:
+        """Publish the events one input produced, then save `checkpoint` (the position
+        after that input) atomically with the last of them.
+
+        A replay after a crash re-derives the same (id, revision) pairs, which the
+        publish script drops; the checkpoint is then saved on its own, as the events
+        it accounts for are already in the stream.
+        """
+        results = [await self.publish(event) for event in events[:-1]]
+        if events:
+            last = await self.publish(events[-1], checkpoint)
+            results.append(last)
+            if last.published:
+                return results
+        await self.save_checkpoint(checkpoint)
+        return results
 
     def _ckpt(self, state: dict[str, Any] | None) -> tuple[str, dict[str, Any]] | None:
         return None if state is None else (self.stage, state)
@@ -175,7 +189,7 @@ class Worker:
 
     async def _ack_rejected(self) -> None:
         while self._pending_acks:
-            await self.bus.redis.xack(keys.registry(), self.stage, self._pending_acks[0])
+            await self.bus.ack(self.stage, self._pending_acks[0])
             self._pending_acks.pop(0)
 
     async def _claim_some(self, stop: asyncio.Event) -> None:
@@ -184,33 +198,21 @@ class Worker:
         if free <= 0:
             await _sleep_or_stop(stop, self.settings.bus.block_ms / 1000)
             return
-        redis = self.bus.redis
         # Dead owners first: an entry idle past min-idle belongs to nobody alive.
-        reply = await redis.xautoclaim(
-            keys.registry(),
-            self.stage,
-            self.name,
-            min_idle_time=self.settings.bus.claim_min_idle_ms,
-            start_id="0-0",
-            count=free,
+        claimed = await self.bus.claim_idle(
+            self.stage, self.name, min_idle_ms=self.settings.bus.claim_min_idle_ms, count=free
         )
-        claimed = cast(list[StreamEntry], reply[1])  # [cursor, entries, (deleted ids)]
         for entry_id, fields in claimed:
             if fields:
                 self._start(entry_id, fields, takeover=True)
         free = self.settings.bus.max_sessions_per_worker - len(self.leases)
         if free <= 0 or stop.is_set():
             return
-        response = await redis.xreadgroup(
-            self.stage,
-            self.name,
-            {keys.registry(): ">"},
-            count=free,
-            block=self.settings.bus.block_ms,
+        fresh = await self.bus.claim_new(
+            self.stage, self.name, count=free, block_ms=self.settings.bus.block_ms
         )
-        for _stream, entries in cast(list[tuple[bytes, list[StreamEntry]]], response or []):
-            for entry_id, fields in entries:
-                self._start(entry_id, fields, takeover=False)
+        for entry_id, fields in fresh:
+            self._start(entry_id, fields, takeover=False)
 
     async def _housekeeping(self) -> None:
         """At most once a minute: forget consumer names of workers that are gone (XINFO
@@ -240,12 +242,7 @@ class Worker:
             self._pending_acks.append(entry_id)
             return
         lease = SessionLease(
-            session_id=session_id,
-            entry_id=entry_id,
-            stage=self.stage,
-            bus=self.bus,
-            settings=self.settings,
-            takeover=takeover,
+            session_id=session_id, entry_id=entry_id, stage=self.stage, bus=self.bus
         )
         metrics.SESSIONS_CLAIMED.labels(self.stage, "takeover" if takeover else "new").inc()
         self._log.info("session_claimed", session_id=session_id, takeover=takeover)
@@ -265,7 +262,7 @@ class Worker:
         while True:
             try:
                 await self._run_once(lease)
-                await self.bus.redis.xack(keys.registry(), self.stage, lease.entry_id)
+                await self.bus.ack(self.stage, lease.entry_id)
                 slog.info("session_released", reason="finished")
                 return
             except asyncio.CancelledError:
@@ -287,43 +284,87 @@ class Worker:
                     )
                     if give_up:
                         await self._finish(lease, reason="failed")
-                        await self.bus.redis.xack(keys.registry(), self.stage, lease.entry_id)
+                        await self.bus.ack(self.stage, lease.entry_id)
                         return
                 await asyncio.sleep(1.0)
 
     async def _run_once(self, lease: SessionLease) -> None:
-        if self.stage in await self.bus.finished_stages(lease.session_id):
-            return
-        await self.handler.run_session(lease)
+        if self.stage not in await self.bus.finished_stages(lease.session_id):
+            started = time.monotonic()
+            await self.handler.run_session(lease)
+            self._log.debug(
+                "session_processed",
+                session_id=lease.session_id,
+                seconds=round(time.monotonic() - started, 3),
+            )
+        # Also after a takeover of a finished session: its owner may have died before
+        # `done` was published.
         await self._finish(lease, reason="stopped")
 
     async def _finish(self, lease: SessionLease, *, reason: str) -> None:
-        """Mark this stage finished; the last stage of the pipeline publishes `done`."""
+        """Mark this stage finished; once every stage of the pipeline is, publish `done`.
+
+        When stages before this one in the pipeline are unfinished (their workers are
+        down), this one waits up to `done_timeout_s` for them and then publishes `done`
+        naming them, so `done` comes even without them. Unfinished stages after this one
+        will finish later and publish it themselves.
+        """
         sid = lease.session_id
+        pipeline = list(self.settings.pipeline)
         finished = await self.bus.mark_finished(sid, self.stage)
-        if not set(self.settings.pipeline) <= finished:
-            return
-        summary: dict[str, Any] = {"stages": list(self.settings.pipeline), "reason": reason}
-        for stage in self.settings.pipeline:
-            state = await self.bus.load_checkpoint(sid, stage)
-            summary.update((state or {}).get("summary", {}))
-        done = Done(
+        index = pipeline.index(self.stage) if self.stage in pipeline else len(pipeline)
+        waited_since = time.monotonic()
+        while True:
+            unfinished = [s for s in pipeline if s not in finished]
+            if not unfinished:
+                break
+            if any(pipeline.index(s) > index for s in unfinished):
+                return  # a later stage is still working: it publishes `done`
+            if await self.bus.is_closed(sid):
+                return
+            if time.monotonic() - waited_since >= self.settings.bus.done_timeout_s:
+                self._log.warning("done_without_stages", session_id=sid, unfinished=unfinished)
+                break
+            await asyncio.sleep(min(0.2, self.settings.bus.done_timeout_s))
+            finished = await self.bus.finished_stages(sid)
+        await lease.publish(await self._done_event(sid, pipeline, finished, reason))
+        await self.bus.expire_session(sid)
+
+    async def _done_event(
+        self, sid: str, pipeline: list[str], finished: set[str], reason: str
+    ) -> Done:
+        """`done` with every stage's contribution (from its spec and checkpoint)."""
+        merged: dict[str, Any] = {}
+        per_stage: dict[str, dict[str, Any]] = {}
+        installed = stages.discover()
+        for stage in pipeline:
+            spec = installed.get(stage)
+            checkpoint = await self.bus.load_checkpoint(sid, stage)
+            contribution = spec.summary(checkpoint) if spec is not None else {}
+            per_stage[stage] = contribution
+            merged.update({k: v for k, v in contribution.items() if v is not None})
+        # Two stages may finish at once and both see the full set: `done` has one id,
+        # so the publish script keeps exactly one.
+        return Done(
             session_id=sid,
             id="done",
             stage=self.stage,
             payload=DonePayload(
-                duration_s=float(summary.get("duration_s", 0.0)),
-                segments=int(summary.get("segments", 0)),
-                stages=summary["stages"],
-                model=summary.get("model"),
-                device=summary.get("device"),
-                reason=str(summary.get("reason", reason)),
+                duration_s=float(merged.get("duration_s", 0.0)),
+                segments=int(merged.get("segments", 0)),
+                stages=pipeline,
+                model=merged.get("model"),
+                device=merged.get("device"),
+                reason=reason,
+                counts=await self.bus.event_counts(sid),
+                processing_s={
+                    stage: round(float(part.get("processing_s", 0.0)), 3)
+                    for stage, part in per_stage.items()
+                },
+                stage_summaries=per_stage,
+                unfinished=[s for s in pipeline if s not in finished],
             ),
         )
-        # Two stages may finish at once and both see the full set: `done` has one id,
-        # so the publish script keeps exactly one.
-        await lease.publish(done)
-        await self.bus.expire_session(sid)
 
     # --- leases -----------------------------------------------------------------------------
 
@@ -343,7 +384,6 @@ class Worker:
                 if not still_mine:
                     metrics.LEASES_LOST.labels(self.stage).inc()
                     self._log.warning("lease_lost", session_id=lease.session_id)
-                    lease.lost.set()
                     task.cancel()
 
     async def _drain(self) -> None:
@@ -356,15 +396,8 @@ class Worker:
             if task.cancelled() or not task.done() or task.exception() is not None:
                 with contextlib.suppress(*TRANSIENT_ERRORS):
                     # An idle time far past min-idle lets the next XAUTOCLAIM take it now.
-                    await self.bus.redis.xclaim(
-                        keys.registry(),
-                        self.stage,
-                        self.name,
-                        min_idle_time=0,
-                        message_ids=[entry_id],
-                        idle=self.settings.bus.claim_min_idle_ms * 100 + 3_600_000,
-                        justid=True,
-                    )
+                    idle_ms = self.settings.bus.claim_min_idle_ms * 100 + 3_600_000
+                    await self.bus.release(self.stage, self.name, entry_id, idle_ms)
                     self._log.info("session_released", session_id=lease.session_id, reason="drain")
         self.leases.clear()
         metrics.SESSIONS_ACTIVE.labels(self.stage).set(0)

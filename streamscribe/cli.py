@@ -12,8 +12,8 @@ from pathlib import Path
 import msgspec
 
 from shared import keys
+from shared import stages as stage_plugins
 from shared.bus import REDIS_DOWN
-from shared.runner import STAGES
 from shared.schemas import Features
 from shared.settings import DEFAULT_REDIS_URL, ENV_PREFIX, Settings
 from streamscribe.audio_file import AudioFileError
@@ -25,6 +25,12 @@ from streamscribe.cli_common import (
     EXIT_USAGE,
     CliError,
     Command,
+)
+from streamscribe.cli_gateway import (
+    add_gateway_arguments,
+    add_token_arguments,
+    cmd_gateway,
+    cmd_token,
 )
 from streamscribe.cli_session import cmd_events, cmd_push, cmd_status, cmd_transcript
 from streamscribe.cli_stack import cmd_demo, cmd_up, cmd_worker
@@ -79,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     _timeout_option(p)
 
     p = _command(sub, "worker", "run one stage's worker (what a Kubernetes pod runs)")
-    p.add_argument("stage", choices=sorted(STAGES))
+    p.add_argument("stage", choices=stage_plugins.stage_names())
     p.add_argument("--health-port", type=int, metavar="PORT", help="serve /livez /readyz /metrics")
 
     p = _command(
@@ -106,6 +112,11 @@ def build_parser() -> argparse.ArgumentParser:
     _stack_options(p)
 
     _command(sub, "status", "sessions pending per stage and stream lengths")
+
+    p = _command(sub, "gateway", "serve WebSocket /stream, REST and SSE for clients (no Redis)")
+    add_gateway_arguments(p)
+    p = _command(sub, "token", "mint a short-lived signed gateway token (prints it)")
+    add_token_arguments(p)
     return parser
 
 
@@ -141,7 +152,8 @@ def _stack_options(p: argparse.ArgumentParser) -> None:
         type=_stages,
         default=None,
         metavar="LIST",
-        help=f"comma-separated stages (default: all: {','.join(STAGES)})",
+        help="comma-separated stages (default: the pipeline, STREAMSCRIBE_PIPELINE; "
+        f"installed: {','.join(stage_plugins.stage_names())})",
     )
     p.add_argument(
         "--workers-per-stage", type=_positive_int, default=1, metavar="N", help="(%(default)s)"
@@ -183,10 +195,11 @@ def _positive_int(text: str) -> int:
 
 def _stages(text: str) -> list[str]:
     stages = [s.strip() for s in text.split(",") if s.strip()]
-    unknown = [s for s in stages if s not in STAGES]
+    installed = stage_plugins.stage_names()
+    unknown = [s for s in stages if s not in installed]
     if unknown or not stages:
         raise argparse.ArgumentTypeError(
-            f"unknown stage(s) {', '.join(unknown) or '(none)'}; known: {', '.join(STAGES)}"
+            f"unknown stage(s) {', '.join(unknown) or '(none)'}; installed: {', '.join(installed)}"
         )
     return stages
 
@@ -258,6 +271,8 @@ _COMMANDS: dict[str, Command] = {
     "worker": cmd_worker,
     "up": cmd_up,
     "demo": cmd_demo,
+    "gateway": cmd_gateway,
+    "token": cmd_token,
 }
 
 

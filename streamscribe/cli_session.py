@@ -11,6 +11,7 @@ import redis.asyncio as aioredis
 
 from shared import keys
 from shared.consumer import read_event_json, session_exists
+from shared.protocol import limits_from
 from shared.schemas import Transcript
 from shared.settings import Settings
 from streamscribe.audio_file import probe
@@ -33,7 +34,7 @@ def cmd_push(args: argparse.Namespace, settings: Settings, _url: str | None) -> 
 async def _push(args: argparse.Namespace, settings: Settings) -> int:
     probe(args.file)  # a bad file is the caller's error whether or not Redis answers
     async with open_redis(settings) as redis:
-        producer = Producer(redis, limits=settings.ingest)
+        producer = Producer(redis, limits=limits_from(settings.stages.get("ingest")))
         printer = _ProgressPrinter() if sys.stderr.isatty() else None
         sid = await producer.push_file(
             args.file,

@@ -15,7 +15,8 @@ from pathlib import Path
 from types import FrameType
 
 from shared.logging import configure_logging
-from shared.runner import STAGES, run_stage
+from shared.protocol import limits_from
+from shared.runner import run_stage
 from shared.schemas import Features
 from shared.settings import ENV_PREFIX, Settings
 from streamscribe.audio_file import probe
@@ -77,7 +78,7 @@ def cmd_up(args: argparse.Namespace, settings: Settings, named_url: str | None) 
 
 
 def _warn_missing_pipeline_stages(stages: list[str] | None, settings: Settings) -> None:
-    missing = [s for s in settings.pipeline if s not in (stages or STAGES)]
+    missing = [s for s in settings.pipeline if s not in (stages or settings.pipeline)]
     if missing:
         print(
             f"streamscribe: warning: pipeline stage(s) {', '.join(missing)} not started; "
@@ -129,7 +130,7 @@ async def _demo(
         subscriber_box.append(subscriber)
         following = asyncio.create_task(subscriber.run(view))
         try:
-            await Producer(redis, limits=settings.ingest).push_file(
+            await Producer(redis, limits=limits_from(settings.stages.get("ingest"))).push_file(
                 path,
                 session_id=sid,
                 speed=None if args.fast else args.speed,

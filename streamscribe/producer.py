@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
-import re
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -17,8 +16,8 @@ import redis.asyncio as aioredis
 from redis.typing import EncodableT, FieldT
 
 from shared import keys
+from shared.protocol import MAX_SEQ, SAMPLE_WIDTH, Limits, check_config, valid_seq
 from shared.schemas import Features, SessionConfig
-from shared.settings import IngestSettings
 from streamscribe.audio_file import (
     AudioFileInfo,
     Pacer,
@@ -29,14 +28,7 @@ from streamscribe.audio_file import (
     split_frames,
 )
 
-ENCODINGS = ("pcm_s16le", "pcm_f32le", "opus")
-_PCM_SAMPLE_BYTES = {"pcm_s16le": 2, "pcm_f32le": 4}
-# Opus decoders only run at these rates and channel counts (RFC 6716).
-_OPUS_RATES = frozenset({8000, 12000, 16000, 24000, 48000})
-_OPUS_MAX_CHANNELS = 2
-# Ingest's own limits (services/ingest/validate.py), checked here to fail before sending.
-_LANGUAGE = re.compile(r"^[A-Za-z]{2,8}([-_][A-Za-z0-9]{1,8})*$")
-_MAX_SEQ = 10**18 - 1
+# The protocol's rules (shared/protocol.py) are checked here too, to fail before sending.
 # Frames per pipelined round trip when pushing as fast as possible.
 _FAST_BATCH = 64
 
@@ -86,10 +78,10 @@ def new_session_id() -> str:
 class Producer:
     """Writes the producer side of the bus contract for any number of sessions."""
 
-    def __init__(self, redis: aioredis.Redis, *, limits: IngestSettings | None = None) -> None:
+    def __init__(self, redis: aioredis.Redis, *, limits: Limits | None = None) -> None:
         self.redis = redis
         # The same limits ingest enforces, checked here first so errors name the caller.
-        self.limits = limits or IngestSettings()
+        self.limits = limits or Limits()
         self._configs: dict[str, SessionConfig] = {}
 
     async def start(
@@ -229,29 +221,9 @@ class Producer:
 
     def check_config(self, config: SessionConfig) -> None:
         """Raise InvalidConfig for what ingest would reject."""
-        limits = self.limits
-        if config.encoding not in ENCODINGS:
-            raise InvalidConfig(
-                f"encoding {config.encoding!r} is not one of {', '.join(ENCODINGS)}"
-            )
-        if not limits.min_sample_rate <= config.sample_rate <= limits.max_sample_rate:
-            raise InvalidConfig(
-                f"sample_rate {config.sample_rate} is outside "
-                f"{limits.min_sample_rate}-{limits.max_sample_rate} Hz"
-            )
-        if config.encoding == "opus" and config.sample_rate not in _OPUS_RATES:
-            raise InvalidConfig(
-                f"opus needs a sample_rate of {sorted(_OPUS_RATES)}, got {config.sample_rate}"
-            )
-        max_channels = limits.max_channels
-        if config.encoding == "opus":
-            max_channels = min(max_channels, _OPUS_MAX_CHANNELS)
-        if not 1 <= config.channels <= max_channels:
-            raise InvalidConfig(
-                f"channels {config.channels} is outside 1-{max_channels} for {config.encoding}"
-            )
-        if config.language is not None and not _LANGUAGE.match(config.language):
-            raise InvalidConfig(f"language {config.language!r} is not a language code")
+        violation = check_config(config, self.limits)
+        if violation is not None:
+            raise InvalidConfig(violation.message)
 
     def _check_frame_size(self, size: int, frame_ms: float) -> None:
         if size > self.limits.max_frame_bytes:
@@ -261,8 +233,8 @@ class Producer:
             )
 
     def _check_frame(self, session_id: str, seq: int, data: bytes) -> None:
-        if isinstance(seq, bool) or not isinstance(seq, int) or not 1 <= seq <= _MAX_SEQ:
-            raise InvalidFrame(f"seq must be an int from 1 to {_MAX_SEQ}, got {seq!r}")
+        if not valid_seq(seq):
+            raise InvalidFrame(f"seq must be an int from 1 to {MAX_SEQ}, got {seq!r}")
         if not isinstance(data, bytes | bytearray | memoryview):
             raise InvalidFrame(f"frame data must be bytes, got {type(data).__name__}")
         size = len(data)
@@ -273,7 +245,7 @@ class Producer:
                 f"frame {seq} is {size} bytes, over the {self.limits.max_frame_bytes}-byte limit"
             )
         config = self._configs.get(session_id)
-        sample_bytes = _PCM_SAMPLE_BYTES.get(config.encoding, 0) if config else 0
+        sample_bytes = SAMPLE_WIDTH.get(config.encoding, 0) if config else 0
         if config and sample_bytes and size % (sample_bytes * config.channels):
             raise InvalidFrame(
                 f"frame {seq} is {size} bytes, not a whole number of {config.encoding} "

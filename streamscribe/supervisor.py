@@ -17,7 +17,6 @@ from typing import IO, Any
 
 import structlog
 
-from shared.runner import STAGES
 from shared.settings import ENV_PREFIX, Settings
 from streamscribe.connection import check_reachable_sync
 from streamscribe.embedded import RedisServerProcess, free_port
@@ -35,11 +34,6 @@ _POLL_S = 0.25
 def worker_command(stage: str) -> list[str]:
     """`python -m streamscribe.cli worker STAGE` with this interpreter."""
     return [sys.executable, "-m", "streamscribe.cli", "worker", stage]
-
-
-def settings_env(settings: Settings) -> dict[str, str]:
-    """STREAMSCRIBE_* variables from which `Settings.from_env()` rebuilds `settings`."""
-    return settings.to_env()
 
 
 class StackError(RuntimeError):
@@ -89,7 +83,7 @@ class Stack:
         command: WorkerCommand = worker_command,
         env: Mapping[str, str] | None = None,
     ) -> None:
-        self.stages = list(stages) if stages is not None else list(STAGES)
+        self.stages = list(stages) if stages is not None else list(settings.pipeline)
         if not self.stages:
             raise ValueError("no stages to run")
         if workers_per_stage < 1:
@@ -251,7 +245,7 @@ class Stack:
 
     def _spawn(self, worker: _Worker) -> None:
         worker.health_port = free_port()
-        env = {**self._base_env, **settings_env(self.settings)}
+        env = {**self._base_env, **self.settings.to_env()}
         env[f"{ENV_PREFIX}HEALTH_HOST"] = "127.0.0.1"
         env[f"{ENV_PREFIX}HEALTH_PORT"] = str(worker.health_port)
         # Each process names itself (host-pid): two workers sharing a consumer name

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.asr.decoder import normalize_word
+from services.asr.hypothesis import normalize_word
 from shared.schemas import Word
 
 

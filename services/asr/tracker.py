@@ -6,123 +6,31 @@ the next decode, runs it, and hands the hypothesis back; segments come out as `O
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import msgspec
-import numpy as np
 
 from services.asr.agreement import LocalAgreement, join_words
-from services.asr.decoder import Hypothesis
+from services.asr.hypothesis import Hypothesis
+from services.asr.policy import DecodePolicy
+from services.asr.track import (
+    CONTEXT_LEAD,
+    COVER_TOLERANCE,
+    CUT_GUARD_S,
+    PERIODIC,
+    PREROLL,
+    SR,
+    URGENCY,
+    DecodeRequest,
+    Kind,
+    Lane,
+    Output,
+    Track,
+)
 from shared.audio_log import pcm_to_float
 from shared.schemas import AsrProvenance, AudioChunk, AudioEntry, EndMark, Segment, VadMark, Word
 
-SR = 16_000
-# Words that start this far past the utterance end belong to the next one.
-_COVER_TOLERANCE = int(0.2 * SR)
-# Audio kept before an utterance opens, for the VAD's pre-pad.
-_PREROLL = SR
-# A cap cut never lands in the last second: those words are still unstable.
-_CUT_GUARD_S = 1.0
-# Context audio starts this long before the first word of the oldest final it holds.
-_CONTEXT_LEAD = int(0.1 * SR)
-
-Kind = Literal["partial", "final", "cut"]
-# Final-quality decodes (finals, cap cuts, the decode at a pause) and periodic partials
-# are separate lanes: a track may have one of each in flight, so a final never waits
-# for the partial that was running when speech stopped.
-Lane = Literal["quality", "partial"]
-_URGENCY = {"final": 0, "cut": 1, "partial": 2}
-_PERIODIC = 3
-
-
-@dataclass(slots=True)
-class DecodeRequest:
-    channel: int
-    kind: Kind
-    seg_id: str
-    start_pos: int
-    end_pos: int
-    audio: np.ndarray
-    prompt: str
-    generation: int
-    # Final quality (beam search): finals, cap cuts and the decode at a pause, whose
-    # hypothesis a final may reuse. Periodic partials decode greedily.
-    final_quality: bool = True
-    # Audio of the track's recent finals just before `audio`, and their text (forced
-    # as the decoder prefix). Empty for partials and when context is off.
-    context: np.ndarray | None = None
-    prefix: str = ""
-    # The track's count of final-quality requests when this one was built: a partial
-    # built before a final-quality decode is older than that decode's result.
-    epoch: int = 0
-
-    @property
-    def lane(self) -> Lane:
-        return "quality" if self.final_quality else "partial"
-
-
-@dataclass(slots=True)
-class Output:
-    """A segment to publish; finals carry the checkpoint to save atomically with them."""
-
-    segment: Segment
-    final: bool
-    channel: int
-    checkpoint: dict[str, Any] | None = None
-    end_pos: int = 0
-
-
-@dataclass
-class Track:
-    """One speaker track (a channel) of the session."""
-
-    channel: int
-    speaker_id: str | None
-    chunks: list[tuple[str, int, np.ndarray]] = field(default_factory=list)
-    pos: int = 0  # audio received up to this sample
-    committed_pos: int = 0  # everything before is final or silence
-    committed_text: str = ""
-    # Recent finals with text: (first word's sample position, text), oldest first.
-    history: list[tuple[int, str]] = field(default_factory=list)
-    utt_start: int | None = None
-    utt_end: int | None = None
-    pause_pos: int | None = None
-    # Utterances that began while the open one was still finalizing (its end seen, its
-    # decode waiting or running): [start, end or None], opened in order. Under load a
-    # final can wait seconds for the decode slot; several utterances may pass meanwhile.
-    queued: list[list[int | None]] = field(default_factory=list)
-    revision: int = 0
-    generation: int = 0
-    # A decode of that lane is claimed: waiting for a decode slot or running.
-    quality_busy: bool = False
-    partial_busy: bool = False
-    quality_epoch: int = 0
-    # Requests built and not yet answered: decodes actually running.
-    decoding: int = 0
-    last_decoded_pos: int = 0
-    last_hyp: list[Word] | None = None
-    last_hyp_final_quality: bool = False
-    agreement: LocalAgreement = field(default_factory=LocalAgreement)
-    finals: int = 0
-
-    @property
-    def seg_id(self) -> str:
-        return f"seg-{self.channel}-{self.utt_start}"
-
-    def audio(self, start: int, end: int) -> np.ndarray:
-        parts = []
-        for _id, pos, samples in self.chunks:
-            lo, hi = max(start, pos), min(end, pos + len(samples))
-            if lo < hi:
-                parts.append(samples[lo - pos : hi - pos])
-        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
-
-    def trim(self, keep_from: int) -> None:
-        self.chunks = [c for c in self.chunks if c[1] + len(c[2]) > keep_from]
-
-    def oldest_id(self) -> str | None:
-        return self.chunks[0][0] if self.chunks else None
+__all__ = ["SR", "DecodeRequest", "Kind", "Lane", "Output", "SessionTracker", "Track"]
 
 
 class SessionTracker:
@@ -142,20 +50,21 @@ class SessionTracker:
         checkpoint: dict[str, Any] | None = None,
     ) -> None:
         self.session_id = session_id
-        self.partial_interval = int(partial_interval_s * SR)
-        self.max_utterance = int(max_utterance_s * SR)
-        self.prompt_chars = prompt_chars
-        # Ingest puts the end mark at (pause position + speech pad). Decoding exactly that
-        # span at a pause makes the reused hypothesis the same decode a final would run,
-        # so a final is a function of the audio log alone: identical after a takeover.
-        self.speech_pad = int(speech_pad_s * SR)
+        self.policy = DecodePolicy.from_seconds(
+            partial_interval_s=partial_interval_s,
+            max_utterance_s=max_utterance_s,
+            prompt_chars=prompt_chars,
+            speech_pad_s=speech_pad_s,
+            context_s=context_s,
+        )
         self.channels_as_speakers = channels_as_speakers
-        self.context = int(context_s * SR)
         self.provenance = provenance
         self.tracks: dict[int, Track] = {}
         self.ended_at: int | None = None
         self.last_id: str | None = None
         self.decodes = 0
+        # Seconds spent decoding, measured by the worker shell (no clock here).
+        self.processing_s = 0.0
         self.outputs: list[Output] = []
         self._restore(checkpoint or {})
 
@@ -163,6 +72,7 @@ class SessionTracker:
 
     def _restore(self, state: dict[str, Any]) -> None:
         self.resume_id: str | None = state.get("resume_id")
+        self.processing_s = float(state.get("summary", {}).get("processing_s", 0.0))
         for ch_text, t in state.get("tracks", {}).items():
             track = self._track(int(ch_text))
             track.committed_pos = track.pos = int(t["committed_pos"])
@@ -192,6 +102,7 @@ class SessionTracker:
                 "segments": sum(t.finals for t in self.tracks.values()),
                 "model": self.provenance.model,
                 "device": self.provenance.device,
+                "processing_s": round(self.processing_s, 3),
             },
         }
 
@@ -228,7 +139,7 @@ class SessionTracker:
         track.pos = max(track.pos, end)
         if track.utt_start is None:
             # Finals too old to share a window with any utterance still to come.
-            horizon = track.pos - _PREROLL - self.context
+            horizon = track.pos - PREROLL - self.policy.context
             track.history = [h for h in track.history if h[0] >= horizon]
             track.trim(self._keep_from(track))
 
@@ -236,9 +147,9 @@ class SessionTracker:
         """The oldest sample a future decode can still need."""
         keep = t.committed_pos
         if t.utt_start is None:
-            keep = max(keep, t.pos - _PREROLL)
-        if self.context and t.history:
-            keep = min(keep, t.history[0][0] - _CONTEXT_LEAD)
+            keep = max(keep, t.pos - PREROLL)
+        if self.policy.context and t.history:
+            keep = min(keep, t.history[0][0] - CONTEXT_LEAD)
         return max(keep, 0)
 
     def _on_vad(self, mark: VadMark) -> None:
@@ -302,7 +213,7 @@ class SessionTracker:
         if best is None:
             return None
         urgency, t, _ = best
-        lane: Lane = "partial" if urgency == _PERIODIC else "quality"
+        lane: Lane = "partial" if urgency == PERIODIC else "quality"
         if lane == "quality":
             t.quality_busy = True
         else:
@@ -315,50 +226,20 @@ class SessionTracker:
         return self.request_for(*claimed) if claimed else None
 
     def _most_urgent(self) -> tuple[int, Track, Kind] | None:
-        """(urgency, track, kind) of the most urgent unclaimed need; urgency _PERIODIC is a
+        """(urgency, track, kind) of the most urgent unclaimed need; urgency PERIODIC is a
         periodic partial, every other one final-quality work."""
         best: tuple[int, Track, Kind] | None = None
         for t in self.tracks.values():
-            kind = None if t.quality_busy else self._quality_need(t)
+            kind = None if t.quality_busy else self.policy.quality_need(t)
             if kind is not None:
-                candidate: tuple[int, Track, Kind] = (_URGENCY[kind], t, kind)
-            elif not t.partial_busy and self._partial_due(t):
-                candidate = (_PERIODIC, t, "partial")
+                candidate: tuple[int, Track, Kind] = (URGENCY[kind], t, kind)
+            elif not t.partial_busy and self.policy.partial_due(t):
+                candidate = (PERIODIC, t, "partial")
             else:
                 continue
             if best is None or candidate[0] < best[0]:
                 best = candidate
         return best
-
-    def _quality_need(self, t: Track) -> Kind | None:
-        """The final-quality decode the open utterance needs, if any."""
-        if t.utt_start is None:
-            return None
-        if t.utt_end is not None:
-            return "final"
-        if t.pos - t.utt_start >= self.max_utterance:
-            return "cut"
-        if self._pause_span(t) is not None:
-            return "partial"  # speech paused: decode now so the final needs no decode
-        return None
-
-    def _partial_due(self, t: Track) -> bool:
-        """A periodic partial is due: enough new speech, and no final-quality work ahead of it."""
-        return (
-            t.utt_start is not None
-            and not t.quality_busy
-            and self._quality_need(t) is None
-            and t.pos - t.last_decoded_pos >= self.partial_interval
-        )
-
-    def _pause_span(self, t: Track) -> int | None:
-        """End of the would-be utterance at a pause, once its audio is all here."""
-        if t.pause_pos is None:
-            return None
-        end = t.pause_pos + self.speech_pad
-        if t.last_decoded_pos == end or t.pos < end:
-            return None
-        return end
 
     def request_for(self, channel: int, lane: Lane) -> DecodeRequest | None:
         """Build the claimed decode from the newest audio (stale partials coalesce).
@@ -369,14 +250,14 @@ class SessionTracker:
         t = self.tracks[channel]
         kind: Kind | None
         if lane == "quality":
-            kind = self._quality_need(t)
+            kind = self.policy.quality_need(t)
         else:
-            kind = "partial" if self._partial_due(t) else None
+            kind = "partial" if self.policy.partial_due(t) else None
         if kind is None:
             self._release(t, lane)
             return None
         assert t.utt_start is not None
-        pause_end = self._pause_span(t) if lane == "quality" and kind == "partial" else None
+        pause_end = self.policy.pause_span(t) if lane == "quality" and kind == "partial" else None
         if kind == "final" and t.utt_end is not None:
             end = t.utt_end
         elif pause_end is not None:
@@ -393,13 +274,13 @@ class SessionTracker:
             start_pos=t.utt_start,
             end_pos=end,
             audio=t.audio(t.utt_start, end),
-            prompt=self._prompt(t.committed_text),
+            prompt=self.policy.prompt(t.committed_text),
             generation=t.generation,
             final_quality=lane == "quality",
             epoch=t.quality_epoch,
         )
         if request.final_quality:
-            self._add_context(t, request)
+            self.policy.add_context(t, request)
         return request
 
     @staticmethod
@@ -408,24 +289,6 @@ class SessionTracker:
             t.quality_busy = False
         else:
             t.partial_busy = False
-
-    def _prompt(self, text: str) -> str:
-        return text[-self.prompt_chars :] if self.prompt_chars > 0 else ""
-
-    def _add_context(self, t: Track, req: DecodeRequest) -> None:
-        """The recent finals that fit in one window with the utterance, as context."""
-        chosen: list[tuple[int, str]] = []
-        for pos, text in reversed(t.history):
-            if req.end_pos - pos > self.context or pos >= req.start_pos:
-                break
-            chosen.insert(0, (pos, text))
-        if not chosen:
-            return
-        req.context = t.audio(max(0, chosen[0][0] - _CONTEXT_LEAD), req.start_pos)
-        req.prefix = " ".join(text for _, text in chosen)
-        # The prompt is then what was said before the context.
-        committed = t.committed_text
-        req.prompt = self._prompt(committed[: max(0, len(committed) - len(req.prefix) - 1)])
 
     def on_result(self, req: DecodeRequest, hyp: Hypothesis) -> None:
         """Take a finished decode; queues partial/final outputs."""
@@ -501,7 +364,7 @@ class SessionTracker:
     def _finalize(
         self, t: Track, words: list[Word], end_pos: int, reopen_at: int | None = None
     ) -> None:
-        words = [w for w in words if w.start * SR < end_pos + _COVER_TOLERANCE]
+        words = [w for w in words if w.start * SR < end_pos + COVER_TOLERANCE]
         had_partials = t.revision > 0
         segment = (
             self._segment(t, words, partial=False, end_pos=end_pos)
@@ -524,10 +387,10 @@ class SessionTracker:
 
     def _cut(self, t: Track, words: list[Word], decoded_to: int) -> None:
         """The utterance hit the cap: finalize up to a stable word boundary, keep going."""
-        limit = decoded_to / SR - _CUT_GUARD_S
+        limit = decoded_to / SR - CUT_GUARD_S
         stable = [w for w in t.agreement.stable if w.end <= limit]
         head = stable or [w for w in words if w.end <= limit]
-        cut_pos = round(head[-1].end * SR) if head else decoded_to - int(_CUT_GUARD_S * SR)
+        cut_pos = round(head[-1].end * SR) if head else decoded_to - int(CUT_GUARD_S * SR)
         self._finalize(t, head, cut_pos, reopen_at=cut_pos)
 
     def _close(self, t: Track, end_pos: int, words: list[Word]) -> None:
@@ -535,10 +398,10 @@ class SessionTracker:
         text = join_words(words)
         if text:
             t.history.append((round(words[0].start * SR), text))
-            t.history = [h for h in t.history if h[0] >= t.committed_pos - self.context]
+            t.history = [h for h in t.history if h[0] >= t.committed_pos - self.policy.context]
             # Keep a little more than the prompt needs (the prompt cuts it to prompt_chars).
             t.committed_text = (t.committed_text + " " + text).strip()[
-                -max(4 * self.prompt_chars, 1) :
+                -max(4 * self.policy.prompt_chars, 1) :
             ]
         t.utt_start = t.utt_end = t.pause_pos = None
         t.last_hyp = None

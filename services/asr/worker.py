@@ -5,23 +5,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from typing import Any
 
 import structlog
 from redis.exceptions import RedisError
 
-from services.asr.decoder import Hypothesis, WhisperDecoder
+from services.asr.decoder import WhisperDecoder
+from services.asr.hypothesis import Hypothesis
+from services.asr.metrics import DECODE_SECONDS, FINAL_LAG_SECONDS
 from services.asr.scheduler import FINAL_PRIORITY, PARTIAL_PRIORITY, DecodeScheduler
+from services.asr.settings import AsrSettings
+from services.asr.spec import STAGE
 from services.asr.tracker import DecodeRequest, Lane, Output, SessionTracker
-from shared import keys, metrics
+from shared import keys, metrics, stages
 from shared.audio_log import from_fields
 from shared.bus import StreamEntry, xrange, xread
+from shared.protocol import WORKING_SAMPLE_RATE
 from shared.schemas import (
     PartialSegment,
     SegmentFinalized,
     SessionConfig,
     VadMark,
-    decode_event,
 )
 from shared.settings import Settings
 from shared.worker import SessionLease
@@ -33,48 +36,46 @@ _READ_COUNT = 256
 class AsrHandler:
     """Streaming faster-whisper for every session this worker owns."""
 
-    stage = "asr"
+    stage = STAGE
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.asr = settings.stage(STAGE, AsrSettings)
         self.decoder: WhisperDecoder | None = None
         # Sized by the decoder's replicas once the model is loaded (prepare).
         self.scheduler = DecodeScheduler()
         self.audio_readers = (
-            keys.audio_readers(settings.pipeline) if settings.bus.trim_audio else ()
+            stages.audio_readers(settings.pipeline) if settings.bus.trim_audio else ()
         )
 
     async def prepare(self) -> None:
-        self.decoder = await asyncio.to_thread(WhisperDecoder, self.settings.asr)
+        self.decoder = await asyncio.to_thread(WhisperDecoder, self.asr)
         self.scheduler = DecodeScheduler(self.decoder.slots)
         log.info(
             "asr_model_loaded",
-            model=self.settings.asr.model,
+            model=self.asr.model,
             device=self.decoder.device,
             compute_type=self.decoder.compute_type,
             decode_slots=self.scheduler.slots,
             encoder_threads=self.decoder.threads,
-            partial_nice=self.settings.asr.partial_nice,
+            partial_nice=self.asr.partial_nice,
         )
         if self.decoder.priority_warning:
             log.warning("asr_partial_priority", detail=self.decoder.priority_warning)
 
-    def summary(self, checkpoint: dict[str, Any] | None) -> dict[str, Any]:
-        return dict((checkpoint or {}).get("summary", {}))
-
     async def run_session(self, lease: SessionLease) -> None:
         assert self.decoder is not None, "prepare() loads the model first"
         checkpoint = await lease.load_checkpoint()
-        config = await self._session_config(lease)
+        config, speech_pad_ms = await self._session_config(lease)
         language = config.language or ("en" if self.decoder.english_only else None)
         tracker = SessionTracker(
             lease.session_id,
-            partial_interval_s=self.settings.asr.partial_interval_s,
-            max_utterance_s=self.settings.asr.max_utterance_s,
-            prompt_chars=self.settings.asr.prompt_chars,
+            partial_interval_s=self.asr.partial_interval_s,
+            max_utterance_s=self.asr.max_utterance_s,
+            prompt_chars=self.asr.prompt_chars,
             channels_as_speakers=config.channels_as_speakers,
-            speech_pad_s=self.settings.ingest.vad_speech_pad_ms / 1000,
-            context_s=self.settings.asr.context_s,
+            speech_pad_s=speech_pad_ms / 1000,
+            context_s=self.asr.context_s,
             provenance=self.decoder.provenance(language, 0),
             checkpoint=checkpoint,
         )
@@ -146,14 +147,16 @@ class AsrHandler:
                 request = tracker.request_for(*claimed)
                 if request is None:
                     return
+                started = time.perf_counter()
                 hyp = await self._decode(request, language)
+                tracker.processing_s += time.perf_counter() - started
             log.debug(
                 "asr_decoded",
                 kind=request.kind,
                 seg_id=request.seg_id,
                 start=request.start_pos,
                 end=request.end_pos,
-                audio_s=len(request.audio) / 16000,
+                audio_s=len(request.audio) / WORKING_SAMPLE_RATE,
                 text=hyp.text,
                 track_utt=tracker.tracks[request.channel].utt_start,
             )
@@ -176,7 +179,7 @@ class AsrHandler:
         # The final-quality decode at a pause is a "partial" to the tracker; it costs a
         # final's beam and context, so it gets its own label.
         kind = "pause" if request.kind == "partial" and request.final_quality else request.kind
-        metrics.DECODE_SECONDS.labels(kind).observe(time.perf_counter() - started)
+        DECODE_SECONDS.labels(kind).observe(time.perf_counter() - started)
         if hyp.dropped:
             log.info("asr_segments_dropped", seg_id=request.seg_id, reasons=hyp.dropped)
         return hyp
@@ -205,7 +208,7 @@ class AsrHandler:
                     await self._trim_audio(lease)
                 seen = end_seen.pop((out.channel, out.end_pos), None)
                 if seen is not None:
-                    metrics.FINAL_LAG_SECONDS.observe(time.monotonic() - seen)
+                    FINAL_LAG_SECONDS.observe(time.monotonic() - seen)
                 continue
             partial = PartialSegment(
                 session_id=lease.session_id,
@@ -275,20 +278,18 @@ class AsrHandler:
             tracker.feed(last, entry)
         return last
 
-    async def _session_config(self, lease: SessionLease) -> SessionConfig:
-        """The config ingest acknowledged in `ready`; defaults if ingest rejected the start."""
-        redis = lease.bus.redis
+    async def _session_config(self, lease: SessionLease) -> tuple[SessionConfig, int]:
+        """The config ingest acknowledged in `ready` and its speech pad; defaults if ingest
+        rejected the start."""
+        pad_ms = self.asr.speech_pad_ms
         while True:
-            for _id, fields in await xrange(redis, keys.events(lease.session_id), count=200):
-                if fields.get(b"type") == b"ready":
-                    event = decode_event(fields[b"data"])
-                    return event.payload.config  # type: ignore[union-attr]
+            ready = await lease.bus.ready_event(lease.session_id)
+            if ready is not None:
+                payload = ready.payload
+                pad = payload.vad_speech_pad_ms
+                return payload.config, pad_ms if pad is None else pad
             # Ingest publishes `ready` before it writes any audio, so once audio exists
             # and there is still no `ready`, the start was rejected.
-            if await redis.xlen(keys.audio(lease.session_id)):
-                return SessionConfig()
+            if await lease.bus.redis.xlen(keys.audio(lease.session_id)):
+                return SessionConfig(), pad_ms
             await asyncio.sleep(self.settings.bus.block_ms / 1000)
-
-
-def make_handler(settings: Settings) -> AsrHandler:
-    return AsrHandler(settings)

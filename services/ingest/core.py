@@ -39,6 +39,8 @@ import numpy as np
 
 from services.ingest.decode import AudioNormalizer, DecodeError, track_ids
 from services.ingest.reorder import Released, ReorderBuffer
+from services.ingest.settings import IngestSettings
+from services.ingest.spec import STAGE
 from services.ingest.vad import SileroModel, StreamingVad, VadState
 from services.ingest.validate import (
     Media,
@@ -58,9 +60,7 @@ from shared.schemas import (
     ReadyPayload,
     SessionConfig,
 )
-from shared.settings import IngestSettings
 
-STAGE = "ingest"
 CHECKPOINT_VERSION = 1
 # A producer stuck in a loop must not flood the event stream consumers read.
 MAX_ERRORS_PER_CODE = 100
@@ -122,6 +122,8 @@ class IngestSession:
         self.vads: dict[int, StreamingVad] = {}
         self.error_counts: dict[str, int] = {}
         self.frames = 0
+        # Seconds spent in handle_batch, measured by the worker shell (no clock here).
+        self.processing_s = 0.0
         self._normalizer: AudioNormalizer | None = None
         self._pending: dict[int, list[np.ndarray]] = {}
 
@@ -181,7 +183,7 @@ class IngestSession:
         return max(self.positions.values(), default=0) / AUDIO_SAMPLE_RATE
 
     def _handle(self, entry: str, fields: Mapping[bytes, bytes], out: StepOutput) -> None:
-        message = parse_message(fields, self.settings)
+        message = parse_message(fields, self.settings.limits)
         if isinstance(message, Rejected):
             if message.message_type == "start" and self.started:
                 self._duplicate_start(entry, out)
@@ -211,7 +213,11 @@ class IngestSession:
                 session_id=self.session_id,
                 id="ready",
                 stage=STAGE,
-                payload=ReadyPayload(config=config, stages=self.stages),
+                payload=ReadyPayload(
+                    config=config,
+                    stages=self.stages,
+                    vad_speech_pad_ms=self.settings.vad_speech_pad_ms,
+                ),
             )
         )
 
@@ -232,7 +238,7 @@ class IngestSession:
                 out, "duplicate_seq", f"seq {media.seq} already received", entry, seq=media.seq
             )
             return
-        rejected = check_frame(media.data, self.config, self.settings)
+        rejected = check_frame(media.data, self.config, self.settings.limits)
         if rejected is not None:
             self._error(
                 out, rejected.code, rejected.message, entry, seq=media.seq, **rejected.detail
@@ -327,7 +333,10 @@ class IngestSession:
             ],
             "errors": dict(self.error_counts),
             "frames": self.frames,
-            "summary": {"duration_s": round(self.duration_s, 3)},
+            "summary": {
+                "duration_s": round(self.duration_s, 3),
+                "processing_s": round(self.processing_s, 3),
+            },
         }
 
     def buffered_entry_ids(self) -> list[str]:
@@ -355,6 +364,7 @@ class IngestSession:
         session.ended = bool(state["ended"])
         session.error_counts = {str(k): int(v) for k, v in state.get("errors", {}).items()}
         session.frames = int(state.get("frames", 0))
+        session.processing_s = float(state.get("summary", {}).get("processing_s", 0.0))
         if state.get("config") is not None:
             session._configure(msgspec.convert(state["config"], SessionConfig))
         for track in state.get("tracks", []):
@@ -371,7 +381,7 @@ class IngestSession:
                 buffered[int(seq)] = (str(entry), None)
                 continue
             fields = refetched.get(str(entry))
-            message = parse_message(fields, settings) if fields is not None else None
+            message = parse_message(fields, settings.limits) if fields is not None else None
             if isinstance(message, Media):
                 buffered[int(seq)] = (str(entry), message.data)
         session.reorder = ReorderBuffer(

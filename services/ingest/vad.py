@@ -10,8 +10,8 @@ from typing import Any, Literal
 import numpy as np
 import onnxruntime
 
+from services.ingest.settings import IngestSettings
 from shared.schemas import AUDIO_SAMPLE_RATE, VadMark
-from shared.settings import IngestSettings
 
 # The model's contract at 16 kHz: 512-sample windows, each preceded by the last 64
 # samples of the previous one (see silero_vad/utils_vad.py OnnxWrapper).

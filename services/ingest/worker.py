@@ -21,6 +21,7 @@ audio log entries it accounts for, shared/commit_audio.lua):
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -28,18 +29,18 @@ from typing import Any
 import redis.asyncio as aioredis
 import structlog
 
-from services.ingest.core import STAGE, ErrorNotice, IngestSession, StepOutput
+from services.ingest.core import ErrorNotice, IngestSession, StepOutput
+from services.ingest.metrics import FRAMES_INGESTED
+from services.ingest.settings import IngestSettings
+from services.ingest.spec import STAGE
 from services.ingest.vad import SileroModel
-from shared import keys, metrics
+from shared import keys
 from shared.audio_log import to_fields
-from shared.settings import IngestSettings, Settings
+from shared.settings import Settings
 from shared.worker import SessionLease
 
 log = structlog.get_logger("streamscribe.ingest")
 
-# A registered session whose inbox shows no valid start this long after registration
-# (the registry entry id's time, on the Redis clock, so a takeover does not reset it).
-NO_START_TIMEOUT_S = IngestSettings().no_start_timeout_s
 # Entries per XREAD: enough to catch up after a stall, small enough to commit often.
 READ_COUNT = 16
 
@@ -57,12 +58,15 @@ class IngestHandler:
         self,
         settings: Settings,
         *,
-        no_start_timeout_s: float = NO_START_TIMEOUT_S,
+        no_start_timeout_s: float | None = None,
         model_path: str | Path | None = None,
         model: SileroModel | None = None,
     ) -> None:
         self.settings = settings
-        self.no_start_timeout_s = no_start_timeout_s
+        self.ingest = settings.stage(STAGE, IngestSettings)
+        self.no_start_timeout_s = (
+            self.ingest.no_start_timeout_s if no_start_timeout_s is None else no_start_timeout_s
+        )
         self.model_path = model_path
         # An already loaded model may be shared (tests, or several stages in one process).
         self._model = model
@@ -72,11 +76,6 @@ class IngestHandler:
         if self._model is None:
             self._model = await asyncio.to_thread(SileroModel, self.model_path)
             log.info("vad_model_loaded", path=str(self._model.path))
-
-    def summary(self, checkpoint: dict[str, Any] | None) -> dict[str, Any]:
-        """`duration_s` of the audio written so far."""
-        summary = (checkpoint or {}).get("summary") or {}
-        return {"duration_s": float(summary.get("duration_s", 0.0))}
 
     async def run_session(self, lease: SessionLease) -> None:
         """Read the inbox from the checkpoint until stop or a fatal error."""
@@ -97,6 +96,7 @@ class IngestHandler:
         if session.ended:
             return
         slog.info("ingest_session", resumed=commit > 0, last_id=session.last_entry_id)
+        # The registry entry id's time, on the Redis clock: a takeover does not reset it.
         deadline_ms = _registered_ms(lease.entry_id) + int(self.no_start_timeout_s * 1000)
         inbox = keys.inbox(sid)
         while not session.ended:
@@ -111,7 +111,9 @@ class IngestHandler:
             ]
             if entries:
                 try:
+                    started = time.perf_counter()
                     out = await asyncio.to_thread(session.handle_batch, entries)
+                    session.processing_s += time.perf_counter() - started
                 except Exception as exc:
                     # Not Redis (handle_batch does no I/O): a bug on this input would fail
                     # the same way on every retry, so end the session from the last commit.
@@ -125,7 +127,7 @@ class IngestHandler:
             if waiting and await _redis_ms(redis) >= deadline_ms:
                 out = session.no_start_timeout(self.no_start_timeout_s)
                 commit = await self._commit(lease, session, out, commit)
-            idle_limit = self.settings.ingest.producer_idle_timeout_s
+            idle_limit = self.ingest.producer_idle_timeout_s
             # Only after a read that found nothing: while frames arrive the producer is
             # not idle, and asking Redis for the time was a round trip on every frame.
             quiet = not entries
@@ -143,10 +145,10 @@ class IngestHandler:
         stages = list(self.settings.pipeline)
         checkpoint = await lease.load_checkpoint()
         if checkpoint is None:
-            return IngestSession(lease.session_id, self.settings.ingest, self._model, stages), 0
+            return IngestSession(lease.session_id, self.ingest, self._model, stages), 0
         refetched = await _refetch(lease.bus.redis, lease.session_id, checkpoint)
         session = IngestSession.from_checkpoint(
-            checkpoint, lease.session_id, self.settings.ingest, self._model, stages, refetched
+            checkpoint, lease.session_id, self.ingest, self._model, stages, refetched
         )
         return session, int(checkpoint.get("commit", 0))
 
@@ -190,13 +192,8 @@ class IngestHandler:
         if not committed:
             raise _Fenced
         if out.frames_accepted and session.config is not None:
-            metrics.FRAMES_INGESTED.labels(session.config.encoding).inc(out.frames_accepted)
+            FRAMES_INGESTED.labels(session.config.encoding).inc(out.frames_accepted)
         return commit + 1
-
-
-def make_handler(settings: Settings) -> IngestHandler:
-    """Entry point of `shared.runner.STAGES["ingest"]`."""
-    return IngestHandler(settings, no_start_timeout_s=settings.ingest.no_start_timeout_s)
 
 
 async def _refetch(

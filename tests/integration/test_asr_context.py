@@ -12,7 +12,7 @@ import pytest
 import soundfile as sf
 
 from services.asr.decoder import SAMPLE_RATE, WhisperDecoder
-from shared.settings import AsrSettings
+from services.asr.settings import AsrSettings
 from tests.conftest import FIXTURES, fixture_reference
 from tests.support.pipeline import wer
 

@@ -265,7 +265,7 @@ async def test_two_owners_at_once_still_write_one_consistent_log(
     # A zombie and the new owner both work the session (a lease expired under load).
     leases = [
         SessionLease(
-            session_id="twice", entry_id=b"1-1", stage="ingest", bus=bus, settings=settings
+            session_id="twice", entry_id=b"1-1", stage="ingest", bus=bus
         )
         for _ in range(2)
     ]

@@ -13,8 +13,8 @@ import redis.asyncio as aioredis
 import soundfile as sf
 
 from shared import keys
+from shared.protocol import Limits
 from shared.schemas import Features, SessionConfig
-from shared.settings import IngestSettings
 from streamscribe.audio_file import AudioFileError
 from streamscribe.producer import (
     FrameTooLarge,
@@ -97,7 +97,7 @@ async def test_invalid_configs_are_refused_before_anything_is_written(
 
 
 async def test_frames_are_validated_client_side(redis: aioredis.Redis) -> None:
-    producer = Producer(redis, limits=IngestSettings(max_frame_bytes=64))
+    producer = Producer(redis, limits=Limits(max_frame_bytes=64))
     sid = await producer.start(config=SessionConfig(channels=2))
     with pytest.raises(FrameTooLarge, match="65 bytes, over the 64-byte limit"):
         await producer.send(sid, 1, b"\x00" * 65)
@@ -186,7 +186,7 @@ async def test_push_file_paces_at_speed_times_real_time(
 async def test_push_file_refuses_bad_input_before_registering(
     redis: aioredis.Redis, tmp_path: Path
 ) -> None:
-    producer = Producer(redis, limits=IngestSettings(max_frame_bytes=1000))
+    producer = Producer(redis, limits=Limits(max_frame_bytes=1000))
     path = tmp_path / "tone.wav"
     tone(path, 0.1)
     with pytest.raises(FrameTooLarge, match="frame_ms"):

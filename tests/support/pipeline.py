@@ -20,11 +20,12 @@ from redis.cluster import RedisCluster
 
 import streamscribe
 from bench.reference import normalize_text, word_errors
+from services.asr.settings import AsrSettings
 from shared import keys
 from shared.bus import connect, split_cluster_url
 from shared.consumer import TranscriptReducer, read_events
 from shared.schemas import Done, Event, PartialSegment, SegmentFinalized
-from shared.settings import AsrSettings, BusSettings, Settings
+from shared.settings import BusSettings, Settings
 from streamscribe.producer import Producer
 from streamscribe.supervisor import Stack
 
@@ -39,7 +40,7 @@ CHAOS_BUS = BusSettings(
 def stack_settings() -> Settings:
     # Two decode slots is the default on two or more cores; pinned, so that concurrent
     # final and partial decodes are what these tests exercise on any machine.
-    return Settings(bus=CHAOS_BUS, asr=AsrSettings(decode_slots=2))
+    return Settings(bus=CHAOS_BUS, stages={"asr": AsrSettings(decode_slots=2)})
 
 
 @contextmanager

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from services.asr.agreement import LocalAgreement
-from services.asr.decoder import Hypothesis, _after_prefix, _cut_loops
+from services.asr.hypothesis import Hypothesis, cut_loops, words_after_prefix
 from services.asr.scheduler import FINAL_PRIORITY, PARTIAL_PRIORITY, DecodeScheduler
 from services.asr.tracker import SR, SessionTracker
 from shared.audio_log import float_to_pcm
@@ -190,10 +190,10 @@ def test_local_agreement_keeps_confirmed_words_verbatim() -> None:
 
 def test_repetition_loops_are_cut() -> None:
     looped = words("we will " + "thank you " * 8)
-    kept = [w.word.strip() for w in _cut_loops(looped)]
+    kept = [w.word.strip() for w in cut_loops(looped)]
     assert kept == ["we", "will", "thank", "you"]
     normal = words("no no no it is fine")
-    assert len(_cut_loops(normal)) == len(normal)
+    assert len(cut_loops(normal)) == len(normal)
 
 
 async def test_scheduler_serves_each_pool_in_order_up_to_its_slots() -> None:
@@ -426,7 +426,7 @@ def test_final_decodes_the_exact_span_when_the_end_differs_from_the_pause_span()
 
 
 def test_normalized_words_drop_punctuation_only_tokens() -> None:
-    from services.asr.decoder import normalize_word
+    from services.asr.hypothesis import normalize_word
 
     assert normalize_word(" .") == "" and normalize_word(" Don't!") == "don't"
 
@@ -490,7 +490,7 @@ def test_context_is_restored_from_the_checkpoint() -> None:
 
 def test_after_prefix_needs_the_forced_text_verbatim() -> None:
     spoken = words("all right, then. let us go")
-    rest = _after_prefix(spoken, "All right then")
+    rest = words_after_prefix(spoken, "All right then")
     assert [w.word for w in rest] == [" let", " us", " go"]
-    assert _after_prefix(spoken, "all left") == []
-    assert _after_prefix(words("all right"), "all right") == []  # nothing new
+    assert words_after_prefix(spoken, "all left") == []
+    assert words_after_prefix(words("all right"), "all right") == []  # nothing new

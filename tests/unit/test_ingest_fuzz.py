@@ -6,8 +6,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from services.ingest.core import ErrorNotice, IngestSession
+from services.ingest.settings import IngestSettings
 from shared.schemas import AudioChunk, EndMark, Ready, VadMark
-from shared.settings import IngestSettings
 from tests.support.ingest import vad_model
 
 _configs = st.sampled_from(

@@ -7,9 +7,9 @@ import itertools
 import numpy as np
 import pytest
 
+from services.ingest.settings import IngestSettings
 from services.ingest.vad import WINDOW, StreamingVad
 from shared.schemas import VadMark
-from shared.settings import IngestSettings
 from tests.conftest import fixture_reference
 from tests.support.ingest import load_fixture, vad_model
 
@@ -72,11 +72,14 @@ def test_a_pause_comes_before_every_end_at_the_last_speech_window() -> None:
     audio, _ = load_fixture("conv_short")
     marks = _marks(audio[:, 0])
     pad = SETTINGS.vad_speech_pad_ms * RATE // 1000
+    ends = 0
     for before, end in itertools.pairwise(marks):
         if end.state == "end":
+            ends += 1
             assert before.state == "pause"
             assert end.pos == before.pos + pad
             assert before.pos % WINDOW == 0
+    assert ends == len(_utterances("conv_short"))
 
 
 def test_each_stereo_channel_marks_its_own_speaker() -> None:

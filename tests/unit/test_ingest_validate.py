@@ -5,9 +5,9 @@ from __future__ import annotations
 import msgspec
 import pytest
 
+from services.ingest.settings import IngestSettings
 from services.ingest.validate import Media, Rejected, Start, Stop, check_frame, parse_message
 from shared.schemas import SessionConfig
-from shared.settings import IngestSettings
 
 LIMITS = IngestSettings()
 

@@ -18,9 +18,10 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from services.asr.settings import AsrSettings
 from shared import keys
-from shared.runner import STAGES
-from shared.settings import ENV_PREFIX, Settings
+from shared.settings import ENV_PREFIX, Settings, env_name
+from shared.stages import stage_names
 
 yaml = pytest.importorskip(
     "yaml",
@@ -40,30 +41,32 @@ Doc = dict[str, Any]
 # --- what Settings.from_env reads --------------------------------------------------------------
 
 
+def _groups() -> dict[str, Any]:
+    """bus, serve and every installed stage's settings, at their defaults."""
+    defaults = Settings.from_env(env={})
+    return {"bus": defaults.bus, "serve": defaults.serve, **defaults.stages}
+
+
 def settings_env_names() -> set[str]:
     """Every variable Settings.from_env reads, derived from the dataclass fields.
 
-    bus and serve fields read without a group prefix (STREAMSCRIBE_REDIS_URL), the others
-    with one (STREAMSCRIBE_ASR_MODEL); `pipeline` and `worker_name` are top-level.
+    bus and serve fields read without a group prefix (STREAMSCRIBE_REDIS_URL), each
+    stage's with its name (STREAMSCRIBE_ASR_MODEL); `pipeline` and `worker_name` are
+    top-level.
     """
-    names: set[str] = set()
-    for top in dataclasses.fields(Settings):
-        default = getattr(Settings(), top.name)
-        if dataclasses.is_dataclass(default):
-            prefix = "" if top.name in ("bus", "serve") else f"{top.name.upper()}_"
-            names |= {f"{ENV_PREFIX}{prefix}{f.name.upper()}" for f in dataclasses.fields(default)}
-        else:
-            names.add(f"{ENV_PREFIX}{top.name.upper()}")
-    return names
+    names = {
+        env_name(group, f.name)
+        for group, defaults in _groups().items()
+        for f in dataclasses.fields(defaults)
+    }
+    return names | {f"{ENV_PREFIX}PIPELINE", f"{ENV_PREFIX}WORKER_NAME"}
 
 
 def _probe_value(name: str) -> str:
     """A valid value for `name` that differs from its default."""
-    for group in ("bus", "serve", "ingest", "asr"):
-        prefix = "" if group in ("bus", "serve") else f"{group.upper()}_"
-        defaults = getattr(Settings(), group)
+    for group, defaults in _groups().items():
         for f in dataclasses.fields(defaults):
-            if name == f"{ENV_PREFIX}{prefix}{f.name.upper()}":
+            if name == env_name(group, f.name):
                 value = getattr(defaults, f.name)
                 if isinstance(value, bool):
                     return str(not value).lower()
@@ -220,7 +223,7 @@ def test_deployments_run_known_stages(manifests: list[Doc]) -> None:
     names = [s.stage for s in stages]
     assert len(names) == len(set(names)), f"two Deployments run one stage: {names}"
     for s in stages:
-        assert s.stage in STAGES, f"`streamscribe worker {s.stage}` does not exist"
+        assert s.stage in stage_names(), f"`streamscribe worker {s.stage}` does not exist"
         labels = s.deployment["spec"]["template"]["metadata"]["labels"]
         assert labels["app.kubernetes.io/component"] == s.stage
         # KEDA owns the replica count; a value here resets it on every apply.
@@ -370,14 +373,14 @@ def test_gpu_overlay_puts_only_asr_on_a_gpu() -> None:
     asr = stages["asr"]
     resources = asr.container["resources"]
     assert resources["limits"]["nvidia.com/gpu"] == "1"
-    assert asr.settings.asr.device == "cuda"
+    assert asr.settings.stage("asr", AsrSettings).device == "cuda"
     assert asr.pod["nodeSelector"]
     tolerations = {t["key"] for t in asr.pod["tolerations"]}
     assert {"nvidia.com/gpu", "node.kubernetes.io/unreachable"} <= tolerations
     for stage, s in stages.items():
         if stage != "asr":
             assert "nvidia.com/gpu" not in str(s.container["resources"]), stage
-            assert s.settings.asr.device != "cuda"
+            assert s.settings.stage("asr", AsrSettings).device != "cuda"
 
 
 def test_cluster_overlay_scales_every_stage_with_the_cluster_scaler() -> None:
