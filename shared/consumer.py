@@ -38,17 +38,53 @@ from shared.schemas import (
     is_final,
 )
 
-
-async def session_exists(redis: aioredis.Redis, session_id: str) -> bool:
-    return bool(await redis.exists(keys.events(session_id), keys.inbox(session_id)))
-
-
 log = structlog.get_logger("streamscribe.consumer")
 
 # How long a reader waits out Redis being unreachable (a restart, a failover) before it
 # gives up and raises, and how often it tries again meanwhile.
 OUTAGE_WAIT_S = 30.0
 _RETRY_EVERY_S = 0.5
+# How long a following reader waits for a session that does not exist yet: consumers
+# routinely subscribe before the producer starts.
+SESSION_WAIT_S = 60.0
+_SESSION_POLL_S = 0.2
+
+
+class UnknownSession(LookupError):
+    """No session with this id exists (and none appeared while waiting for it)."""
+
+
+async def session_exists(redis: aioredis.Redis, session_id: str) -> bool:
+    return bool(await redis.exists(keys.events(session_id), keys.inbox(session_id)))
+
+
+async def wait_for_session(
+    redis: aioredis.Redis,
+    session_id: str,
+    timeout_s: float,
+    *,
+    outage_wait_s: float = OUTAGE_WAIT_S,
+) -> None:
+    """Return once the session exists; UnknownSession after `timeout_s` (0: check once).
+
+    A Redis outage meanwhile is waited out for up to `outage_wait_s`, then raised.
+    """
+    deadline = time.monotonic() + timeout_s
+    down_since: float | None = None
+    while True:
+        try:
+            if await session_exists(redis, session_id):
+                return
+            down_since = None
+        except REDIS_UNAVAILABLE:
+            now = time.monotonic()
+            down_since = down_since or now
+            if now - down_since >= outage_wait_s:
+                raise
+        if time.monotonic() >= deadline:
+            waited = f" within {timeout_s:g} s" if timeout_s > 0 else ""
+            raise UnknownSession(f"no session {session_id!r} exists{waited}")
+        await asyncio.sleep(_SESSION_POLL_S)
 
 
 async def read_event_json(
@@ -60,8 +96,12 @@ async def read_event_json(
     block_ms: int = 1000,
     batch: int = 500,
     outage_wait_s: float = OUTAGE_WAIT_S,
+    session_wait_s: float | None = None,
 ) -> AsyncIterator[bytes]:
     """Yield each event's JSON exactly as stored, in seq order; with `follow`, until `done`.
+
+    A session that does not exist yet is waited for up to `session_wait_s` (default: 60 s
+    when following, else not at all), then UnknownSession is raised.
 
     The stream entry id of an event is `<seq>-0`, so reading from a seq is a range read.
     The raw bytes keep fields a newer writer added that this version's schema lacks.
@@ -69,6 +109,9 @@ async def read_event_json(
     is back, so nothing is skipped or repeated; after `outage_wait_s` of outage (0: at
     once) the error is raised.
     """
+    if session_wait_s is None:
+        session_wait_s = SESSION_WAIT_S if follow else 0.0
+    await wait_for_session(redis, session_id, session_wait_s, outage_wait_s=outage_wait_s)
     stream = keys.events(session_id)
     lower = f"{max(from_seq, 1)}-0"
     last_id = f"{max(from_seq, 1) - 1}-0".encode()
@@ -116,10 +159,12 @@ async def read_events(
     block_ms: int = 1000,
     batch: int = 500,
     outage_wait_s: float = OUTAGE_WAIT_S,
+    session_wait_s: float | None = None,
 ) -> AsyncIterator[Event]:
     """Typed events of the session in seq order from `from_seq`; with `follow`, until `done`.
 
-    Redis outages are waited out as in `read_event_json`.
+    Redis outages and a session that does not exist yet are waited for as in
+    `read_event_json`.
     """
     async for data in read_event_json(
         redis,
@@ -129,6 +174,7 @@ async def read_events(
         block_ms=block_ms,
         batch=batch,
         outage_wait_s=outage_wait_s,
+        session_wait_s=session_wait_s,
     ):
         yield decode_event(data)
 

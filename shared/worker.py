@@ -335,13 +335,13 @@ class Worker:
     ) -> Done:
         """`done` with every stage's contribution (from its spec and checkpoint)."""
         merged: dict[str, Any] = {}
-        per_stage: dict[str, dict[str, Any]] = {}
+        per_stage: dict[str, tuple[dict[str, Any], dict[str, Any] | None]] = {}
         installed = stages.discover()
         for stage in pipeline:
             spec = installed.get(stage)
             checkpoint = await self.bus.load_checkpoint(sid, stage)
             contribution = spec.summary(checkpoint) if spec is not None else {}
-            per_stage[stage] = contribution
+            per_stage[stage] = (contribution, checkpoint)
             merged.update({k: v for k, v in contribution.items() if v is not None})
         # Two stages may finish at once and both see the full set: `done` has one id,
         # so the publish script keeps exactly one.
@@ -358,10 +358,10 @@ class Worker:
                 reason=reason,
                 counts=await self.bus.event_counts(sid),
                 processing_s={
-                    stage: round(float(part.get("processing_s", 0.0)), 3)
-                    for stage, part in per_stage.items()
+                    stage: round(_processing_s(part, checkpoint), 3)
+                    for stage, (part, checkpoint) in per_stage.items()
                 },
-                stage_summaries=per_stage,
+                stage_summaries={stage: part for stage, (part, _) in per_stage.items()},
                 unfinished=[s for s in pipeline if s not in finished],
             ),
         )
@@ -401,6 +401,15 @@ class Worker:
                     self._log.info("session_released", session_id=lease.session_id, reason="drain")
         self.leases.clear()
         metrics.SESSIONS_ACTIVE.labels(self.stage).set(0)
+
+
+def _processing_s(summary: dict[str, Any], checkpoint: dict[str, Any] | None) -> float:
+    """A stage's processing time: from its summary, else from its checkpoint's `summary`
+    (where every stage on the shared loops keeps it)."""
+    value = summary.get("processing_s")
+    if value is None:
+        value = ((checkpoint or {}).get("summary") or {}).get("processing_s", 0.0)
+    return float(value)
 
 
 async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:

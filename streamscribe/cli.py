@@ -14,6 +14,7 @@ import msgspec
 from shared import keys
 from shared import stages as stage_plugins
 from shared.bus import REDIS_DOWN
+from shared.consumer import SESSION_WAIT_S
 from shared.schemas import Features
 from shared.settings import DEFAULT_REDIS_URL, ENV_PREFIX, Settings
 from streamscribe.audio_file import AudioFileError
@@ -77,12 +78,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("session_id", metavar="SID")
     p.add_argument("--follow", "-f", action="store_true", help="keep reading until `done`")
     p.add_argument("--from-seq", type=_positive_int, default=1, metavar="N", help="first seq (1)")
+    _session_wait_option(p)
 
     p = _command(sub, "transcript", "print a session's Transcript v2 JSON")
     p.add_argument("session_id", metavar="SID")
     p.add_argument("--out", type=Path, metavar="FILE", help="write to FILE instead of stdout")
     p.add_argument("--wait", action="store_true", help="wait for `done` first")
     _timeout_option(p)
+    _session_wait_option(p)
 
     p = _command(sub, "worker", "run one stage's worker (what a Kubernetes pod runs)")
     p.add_argument("stage", choices=stage_plugins.stage_names())
@@ -158,6 +161,23 @@ def _stack_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--workers-per-stage", type=_positive_int, default=1, metavar="N", help="(%(default)s)"
     )
+
+
+def _session_wait_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--session-wait",
+        type=_non_negative_float,
+        default=SESSION_WAIT_S,
+        metavar="S",
+        help="with --follow/--wait: seconds to wait for a session that does not exist yet "
+        "(%(default)g; subscribing before the producer starts is fine)",
+    )
+
+
+def _non_negative_float(text: str) -> float:
+    if text.strip() in ("0", "0.0"):
+        return 0.0
+    return _positive_float(text)
 
 
 def _timeout_option(

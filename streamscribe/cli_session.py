@@ -10,7 +10,7 @@ import time
 import redis.asyncio as aioredis
 
 from shared import keys
-from shared.consumer import read_event_json, session_exists
+from shared.consumer import UnknownSession, read_event_json, wait_for_session
 from shared.protocol import limits_from
 from shared.schemas import Transcript
 from shared.settings import Settings
@@ -103,7 +103,9 @@ def cmd_events(args: argparse.Namespace, settings: Settings, _url: str | None) -
 
 async def _events(args: argparse.Namespace, settings: Settings) -> int:
     async with open_redis(settings) as redis:
-        await _require_session(redis, args.session_id, settings)
+        await _require_session(
+            redis, args.session_id, settings, args.session_wait if args.follow else 0.0
+        )
         async for data in read_event_json(
             redis,
             args.session_id,
@@ -122,7 +124,9 @@ def cmd_transcript(args: argparse.Namespace, settings: Settings, _url: str | Non
 
 async def _transcript(args: argparse.Namespace, settings: Settings) -> int:
     async with open_redis(settings) as redis:
-        await _require_session(redis, args.session_id, settings)
+        await _require_session(
+            redis, args.session_id, settings, args.session_wait if args.wait else 0.0
+        )
         if args.wait:
             transcript = await wait_done(redis, args.session_id, args.timeout, settings)
         else:
@@ -131,10 +135,17 @@ async def _transcript(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-async def _require_session(redis: aioredis.Redis, sid: str, settings: Settings) -> None:
+async def _require_session(
+    redis: aioredis.Redis, sid: str, settings: Settings, wait_s: float
+) -> None:
     keys.check_session_id(sid)
-    if not await session_exists(redis, sid):
-        raise CliError(EXIT_USAGE, f"unknown session {sid!r} at {settings.bus.redis_url}")
+    try:
+        await wait_for_session(redis, sid, wait_s)
+    except UnknownSession:
+        waited = f" (waited {wait_s:g} s)" if wait_s else ""
+        raise CliError(
+            EXIT_USAGE, f"unknown session {sid!r} at {settings.bus.redis_url}{waited}"
+        ) from None
 
 
 def cmd_status(args: argparse.Namespace, settings: Settings, _url: str | None) -> int:

@@ -73,8 +73,12 @@ class Subscriber:
         follow: bool = True,
         block_ms: int = 1000,
         outage_wait_s: float = OUTAGE_WAIT_S,
+        session_wait_s: float | None = None,
     ) -> None:
         self.redis = redis
+        # A session not created yet is waited for this long (default: 60 s when
+        # following, else not at all), then UnknownSession is raised.
+        self.session_wait_s = session_wait_s
         self.session_id = keys.check_session_id(session_id)
         self.follow = follow
         self.block_ms = block_ms
@@ -105,6 +109,7 @@ class Subscriber:
             follow=self.follow,
             block_ms=self.block_ms,
             outage_wait_s=self.outage_wait_s,
+            session_wait_s=self.session_wait_s,
         ):
             self.next_seq = event.seq + 1
             if self.reducer.apply(event):

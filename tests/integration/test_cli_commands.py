@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from pathlib import Path
 
 import msgspec
@@ -99,6 +100,33 @@ def test_unknown_session_exits_2(settings: Settings, capsys) -> None:
         )
     assert run_cli(settings, "events", "bad{id}") == EXIT_USAGE
     assert "session id" in capsys.readouterr().err
+
+
+def test_following_an_unknown_session_waits_for_it_then_gives_up(
+    settings: Settings, capsys
+) -> None:
+    started = time.monotonic()
+    assert run_cli(settings, "events", "later", "--follow", "--session-wait", "1") == EXIT_USAGE
+    assert time.monotonic() - started >= 1.0
+    err = capsys.readouterr().err
+    assert "unknown session 'later'" in err and "(waited 1 s)" in err
+
+
+def test_following_a_session_created_meanwhile_prints_it(settings: Settings, capsys) -> None:
+    async def create_later() -> None:
+        await asyncio.sleep(0.8)
+        await asyncio.to_thread(publish, settings, events("late"))
+
+    async def follow() -> int:
+        creator = asyncio.create_task(create_later())
+        code = await asyncio.to_thread(run_cli, settings, "events", "late", "--follow")
+        await creator
+        return code
+
+    assert asyncio.run(follow()) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [json.loads(line)["type"] for line in lines][-1] == "done"
+    assert len(lines) == len(events("late"))
 
 
 def test_transcript_to_stdout_and_to_a_file(settings: Settings, tmp_path: Path, capsys) -> None:

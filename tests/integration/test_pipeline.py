@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from shared.schemas import Error, PartialSegment, Ready, SegmentFinalized
+from shared.schemas import Done, Error, PartialSegment, Ready, SegmentFinalized, decode_event
 from streamscribe.supervisor import Stack
 from tests.support.pipeline import (
+    FIXTURES,
     allowed_gap,
     assert_consistent,
     collect,
@@ -193,3 +197,32 @@ def test_audio_log_is_released_once_asr_is_done(stack: Stack, sessions: dict[str
     length, first, resume_id = asyncio.run(check())
     assert first == resume_id, "trimmed exactly to the asr checkpoint"
     assert length == 1, "only the last entry (the end mark) is left"
+
+
+def test_events_follow_started_before_the_producer_prints_the_whole_session(
+    stack: Stack,
+) -> None:
+    """Consumers routinely subscribe first: `events --follow` waits for the session."""
+    sid = "follow-before-push"
+    cli = [sys.executable, "-m", "streamscribe.cli"]
+    url = ["--redis-url", stack.url]
+    follower = subprocess.Popen(
+        [*cli, "events", sid, "--follow", *url], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        time.sleep(5)
+        assert follower.poll() is None, follower.stderr.read() if follower.stderr else ""
+        pushed = subprocess.run(
+            [*cli, "push", str(FIXTURES / "noise.flac"), "--session", sid, "--speed", "4", *url],
+            capture_output=True,
+            timeout=120,
+        )
+        assert pushed.returncode == 0, pushed.stderr
+        out, err = follower.communicate(timeout=120)
+    finally:
+        if follower.poll() is None:
+            follower.kill()
+    assert follower.returncode == 0, err
+    events = [decode_event(line) for line in out.splitlines()]
+    assert [e.seq for e in events] == list(range(1, len(events) + 1)), "the whole session"
+    assert isinstance(events[0], Ready) and isinstance(events[-1], Done), "exits at done"
