@@ -246,7 +246,11 @@ class RiskMatcher:
 
 
 def keywords(sentences: Sequence[Sentence], limit: int) -> list[str]:
-    """RAKE-style key phrases: runs of content words scored by word degree / frequency."""
+    """RAKE-style key phrases: runs of content words scored by their words' degrees.
+
+    Degree (not RAKE's degree / frequency) so that a repeated word lifts its phrase: in a
+    single turn the repeated topic matters more than the longest run of content words.
+    """
     phrases: list[list[str]] = []
     for sentence in sentences:
         # Commas, like stopwords, end a phrase.
@@ -274,7 +278,7 @@ def keywords(sentences: Sequence[Sentence], limit: int) -> list[str]:
     for index, phrase in enumerate(phrases):
         key = " ".join(phrase)
         if key not in scored:
-            scored[key] = (sum(degree[w] / freq[w] for w in phrase), index)
+            scored[key] = (sum(degree[w] for w in phrase), index)
     ranked = sorted(scored, key=lambda k: (-scored[k][0], scored[k][1]))
     return ranked[:limit]
 
