@@ -47,4 +47,5 @@ def pcm_to_float(pcm: bytes) -> np.ndarray:
 def float_to_pcm(samples: np.ndarray) -> bytes:
     """float32 in [-1, 1] -> s16le bytes (clipped)."""
     clipped = np.clip(samples, -1.0, 32767.0 / 32768.0)
-    return (clipped * 32768.0).astype("<i2").tobytes()
+    pcm: bytes = (clipped * 32768.0).astype("<i2").tobytes()
+    return pcm

@@ -144,7 +144,7 @@ async def read_event_json(
             continue
         if not follow:
             return
-        # Block shorter than the socket timeout, then loop (STYLE.md). A failed wait is
+        # Block shorter than the socket timeout, then loop. A failed wait is
         # the range read's to report: it runs next and waits the outage out.
         with contextlib.suppress(*REDIS_UNAVAILABLE):
             await xread(redis, {stream: last_id.decode()}, count=1, block=block_ms)

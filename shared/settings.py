@@ -20,7 +20,8 @@ class BusSettings:
 
     redis_url: str = DEFAULT_REDIS_URL
     socket_timeout_s: float = 10.0
-    # Every blocking read uses a shorter block than the socket timeout (STYLE.md).
+    # Every blocking read uses a shorter block than the socket timeout, so a read that
+    # waits for data is never mistaken for a dead connection.
     block_ms: int = 1000
     # A session whose registry entry has been idle this long is taken over.
     claim_min_idle_ms: int = 10_000

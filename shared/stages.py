@@ -11,6 +11,7 @@ others' summaries, and the CLI lists the specs.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
@@ -57,6 +58,25 @@ class StageSpec:
 
 class UnknownStage(ValueError):
     """A stage name no installed distribution provides."""
+
+
+class MissingDependency(RuntimeError):
+    """A stage's worker needs packages of an extra that is not installed."""
+
+    def __init__(self, stage: str, extra: str, error: ImportError) -> None:
+        super().__init__(
+            f"stage {stage!r} needs packages that are not installed ({error.name or error}); "
+            f"install them with: pip install 'streamscribe[{extra}]'"
+        )
+
+
+def require_modules(stage: str, extra: str, modules: Sequence[str]) -> None:
+    """Import `modules` now, so a missing extra fails with the install command to run."""
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            raise MissingDependency(stage, extra, exc) from exc
 
 
 class BadStagePlugin(RuntimeError):

@@ -267,7 +267,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ProducerError, AudioFileError, keys.InvalidSessionId) as exc:
         print(f"streamscribe: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except StackError as exc:
+    except (StackError, stage_plugins.MissingDependency, stage_plugins.BadStagePlugin) as exc:
         print(f"streamscribe: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:

@@ -204,7 +204,7 @@ class WhisperDecoder:
         """One faster-whisper call with the settings every decode shares; `extra` adds to them."""
         s = self.settings
         model = self.model if final else self.partial_model
-        return model.transcribe(
+        result: tuple[Any, Any] = model.transcribe(
             audio,
             language="en" if self.english_only else language,
             beam_size=s.beam_size if final else s.partial_beam_size,
@@ -221,6 +221,7 @@ class WhisperDecoder:
             no_speech_threshold=s.no_speech_threshold,
             **extra,
         )
+        return result
 
     def _decode_once(
         self, audio: np.ndarray, prompt: str, language: str | None, final: bool

@@ -81,7 +81,7 @@ def whisper_class() -> type:
     from faster_whisper import WhisperModel
     from faster_whisper.transcribe import get_ctranslate2_storage
 
-    class Whisper(WhisperModel):
+    class Whisper(WhisperModel):  # type: ignore[misc]  # faster-whisper ships no types
         # Returns a ctranslate2 Whisper with more threads for this encoder pass, or None
         # for our own replica's.
         pick_encoder: Callable[[], Any] = staticmethod(lambda: None)

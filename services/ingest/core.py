@@ -6,10 +6,13 @@ Error codes (`error` events of stage `ingest`; the entity makes replays dedupe):
 |----------------------|-----------------------------------------------------|-------------------|
 | invalid_config       | start without config, bad JSON or fields, rate      | fatal: EndMark    |
 |                      | outside min..max_sample_rate, channels outside      |                   |
-|                      | 1..max_channels (Opus 1..2), bad language, > 64 KiB |                   |
+|                      | 1..max_channels (Opus 1..2 at an Opus rate), bad    |                   |
+|                      | language, > 64 KiB (shared/protocol.py)             |                   |
 | unsupported_encoding | encoding not pcm_s16le, pcm_f32le or opus           | fatal: EndMark    |
 | no_start             | stop before a valid start, or no start within       | fatal: EndMark    |
-|                      | NO_START_TIMEOUT_S (60 s) of registration           |                   |
+|                      | no_start_timeout_s (60 s) of registration           |                   |
+| producer_timeout     | after a valid start, no producer message for        | fatal: EndMark;   |
+|                      | producer_idle_timeout_s (300 s), Redis clock        | audio kept        |
 | media_before_start   | media before a valid start                          | frame dropped     |
 | duplicate_start      | any start after a valid start                       | ignored           |
 | malformed_message    | unknown or missing type; seq missing, not ASCII     | message dropped   |
@@ -24,8 +27,8 @@ Error codes (`error` events of stage `ingest`; the entity makes replays dedupe):
 |                      | ends at the last committed audio                    |                   |
 
 Entities: the inbox entry id for per-message errors, `<from>-<to>` for seq_gap, `session`
-for no_start. At most MAX_ERRORS_PER_CODE events per code and session are published
-(fatal ones always); all are counted in the checkpoint (`errors`).
+for no_start and producer_timeout. At most MAX_ERRORS_PER_CODE events per code and
+session are published (fatal ones always); all are counted in the checkpoint (`errors`).
 """
 
 from __future__ import annotations
@@ -39,8 +42,7 @@ import numpy as np
 
 from services.ingest.decode import AudioNormalizer, DecodeError, track_ids
 from services.ingest.reorder import Released, ReorderBuffer
-from services.ingest.settings import IngestSettings
-from services.ingest.spec import STAGE
+from services.ingest.settings import STAGE, IngestSettings
 from services.ingest.vad import SileroModel, StreamingVad, VadState
 from services.ingest.validate import (
     Media,

@@ -86,7 +86,8 @@ def _frame_to_float(frame: av.AudioFrame) -> np.ndarray:
 def _sanitize(samples: np.ndarray) -> np.ndarray:
     # f32 input is untrusted: NaN/inf or huge values would poison the resampler and VAD.
     cleaned = np.nan_to_num(samples, nan=0.0, posinf=1.0, neginf=-1.0)
-    return np.clip(cleaned, -1.0, 1.0).astype(np.float32, copy=False)
+    clipped: np.ndarray = np.clip(cleaned, -1.0, 1.0).astype(np.float32, copy=False)
+    return clipped
 
 
 def make_decoder(config: SessionConfig) -> FrameDecoder:

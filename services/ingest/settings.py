@@ -9,6 +9,10 @@ from shared.protocol import Limits
 _DEFAULT_LIMITS = Limits()
 
 
+# The stage's name: its entry point, consumer group, checkpoint field and env prefix.
+STAGE = "ingest"
+
+
 @dataclass(frozen=True, slots=True)
 class IngestSettings:
     """Limits and VAD thresholds of the ingest stage."""

@@ -6,18 +6,17 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from services.ingest.metrics import FRAMES_INGESTED
-from services.ingest.settings import IngestSettings
-from shared.stages import StageSpec
+from services.ingest.settings import STAGE, IngestSettings
+from shared.stages import StageSpec, require_modules
 
 if TYPE_CHECKING:
     from shared.settings import Settings
     from shared.worker import StageHandler
 
-STAGE = "ingest"
-
 
 def _make_handler(settings: Settings) -> StageHandler:
-    from services.ingest.worker import IngestHandler  # loads onnxruntime: only when run
+    require_modules(STAGE, STAGE, ("onnxruntime", "silero_vad"))
+    from services.ingest.worker import IngestHandler  # loads the model runtime: only when run
 
     return IngestHandler(settings)
 

@@ -31,8 +31,7 @@ import structlog
 
 from services.ingest.core import ErrorNotice, IngestSession, StepOutput
 from services.ingest.metrics import FRAMES_INGESTED
-from services.ingest.settings import IngestSettings
-from services.ingest.spec import STAGE
+from services.ingest.settings import STAGE, IngestSettings
 from services.ingest.vad import SileroModel
 from shared import keys
 from shared.audio_log import to_fields

@@ -264,10 +264,7 @@ async def test_two_owners_at_once_still_write_one_consistent_log(
     await push(bus.redis, "twice", session_messages(SessionConfig(), frames))
     # A zombie and the new owner both work the session (a lease expired under load).
     leases = [
-        SessionLease(
-            session_id="twice", entry_id=b"1-1", stage="ingest", bus=bus
-        )
-        for _ in range(2)
+        SessionLease(session_id="twice", entry_id=b"1-1", stage="ingest", bus=bus) for _ in range(2)
     ]
     handlers = [IngestHandler(settings, model=vad_model()) for _ in leases]
     await asyncio.gather(*(h.run_session(lease) for h, lease in zip(handlers, leases, strict=True)))

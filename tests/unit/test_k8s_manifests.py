@@ -255,7 +255,7 @@ def test_every_streamscribe_variable_is_a_setting(manifests: list[Doc]) -> None:
         assert s.settings.bus.redis_url == s.env["STREAMSCRIBE_REDIS_URL"]
         # A live owner renews several times per min-idle, or its sessions get taken over.
         assert s.settings.bus.claim_min_idle_ms >= 3 * s.settings.bus.renew_interval_ms
-        # Every blocking read must return before the socket times out (STYLE.md).
+        # Every blocking read must return before the socket times out.
         assert s.settings.bus.block_ms < s.settings.bus.socket_timeout_s * 1000
 
 
