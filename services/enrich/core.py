@@ -81,6 +81,13 @@ class Enricher:
         Audio: exactly the segment's samples, 16 kHz mono float in [-1, 1]. The emotion
         model (if any) runs once over the whole batch. A component that raises is
         `failed: ...` in `extraction_status` for its segments; the others still run.
+
+        audio_state = {"prosody": {pitch, energy, rate, pauses, duration_s, relative
+        (null + relative_reason while the speaker's baseline warms up)} | null,
+        "emotion": {source: "model" | "acoustic", arousal, valence, dominance
+        ({score, level} | null), categorical ({primary, confidence, scores} | null), ...},
+        "rendering": "[audio: ...]", "speaker_id": ...}; extraction_status has
+        prosody, relative, emotion and acoustic_arousal: ok | skipped | failed: <error>.
         """
         emotions, emotion_error = self._run_emotion([audio for _, audio in items])
         payloads = []

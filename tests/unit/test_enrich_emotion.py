@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -218,3 +219,19 @@ def test_warm_loads_and_runs_once(tmp_path: Path) -> None:
     model.warm()
     assert model.device == "cpu"
     assert model.predict([]) == []
+
+
+def test_concurrent_first_use_loads_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    model = EmotionModel(str(save_classifier(tmp_path / "shared")))
+    loads: list[int] = []
+    real = EmotionModel._load_checked
+
+    def counting(self: EmotionModel) -> Any:
+        loads.append(1)
+        return real(self)
+
+    monkeypatch.setattr(EmotionModel, "_load_checked", counting)
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda a: model.predict([a])[0], audios()))
+    assert loads == [1]
+    assert results == [model.predict([a])[0] for a in audios()]
