@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from shared import keys
-from shared.schemas import SegmentFinalized
+from shared.schemas import AnalyticsSnapshot, Done, SegmentFinalized, TurnUpdated
 from streamscribe.supervisor import Stack
 from tests.support.pipeline import (
     CHAOS_BUS,
@@ -117,3 +117,38 @@ def test_redis_killed_and_restarted_mid_session(stack: Stack, fault_free_wer: fl
     ref = reference_text("conv_short")
     streaming = wer(ref, transcript_text(events))
     assert streaming <= fault_free_wer + allowed_gap(ref), (streaming, transcript_text(events))
+
+
+def _semantic_outcome(events: list) -> tuple[list, object]:
+    """Final turns (speaker, bounds, text, segments) and the last analytics snapshot."""
+    turns = [
+        (t.payload.id, t.payload.speaker_id, t.payload.start, t.payload.end, t.payload.text)
+        for t in events
+        if isinstance(t, TurnUpdated) and not t.payload.partial
+    ]
+    snapshots = [e.payload for e in events if isinstance(e, AnalyticsSnapshot)]
+    assert snapshots and snapshots[-1].turns_final, "the last snapshot has every turn final"
+    return sorted(turns), snapshots[-1]
+
+
+def test_semantic_takeover_gives_the_fault_free_turns_and_analytics(stack: Stack) -> None:
+    async def session(sid: str | None, kill: bool) -> list:
+        pushing = asyncio.create_task(
+            push(stack.url, "call_stereo", speed=SPEED, channels_as_speakers=True, session_id=sid)
+        )
+        if kill:
+            assert sid is not None
+            await asyncio.to_thread(kill_owner_mid_session, stack.url, "semantic", sid)
+        return await collect(stack.url, await pushing)
+
+    fault_free = asyncio.run(session(None, kill=False))
+    stack.start("semantic")  # a second worker, standing by for the takeover
+    killed = asyncio.run(session("chaos-semantic", kill=True))
+    for events in (fault_free, killed):
+        assert_consistent(events)
+        assert sum(isinstance(e, Done) for e in events) == 1
+    turns, analytics = _semantic_outcome(killed)
+    expected_turns, expected_analytics = _semantic_outcome(fault_free)
+    assert len(turns) >= 4, "both speakers take several turns"
+    assert turns == expected_turns
+    assert analytics.speakers == expected_analytics.speakers  # type: ignore[attr-defined]

@@ -45,12 +45,12 @@ def stack_settings() -> Settings:
 
 @contextmanager
 def running_stack(log_path: Path, *, redis_url: str | None = None) -> Iterator[Stack]:
-    """ingest + asr worker processes (and an embedded Redis unless `redis_url`)."""
+    """A worker process per pipeline stage (and an embedded Redis unless `redis_url`)."""
     with (
         log_path.open("ab") as log,
         Stack(
             stack_settings(),
-            stages=["ingest", "asr"],
+            stages=list(stack_settings().pipeline),
             redis_url=redis_url,
             output=log,
             ready_timeout_s=120,

@@ -1,0 +1,87 @@
+"""The semantic stage's I/O shell: final segments from the event stream in, turns out.
+
+Follows the session's `segment_finalized` (and `partial_segment`, for how far audio
+has got) events through `shared.event_stage.follow_session`; the core's outputs go out
+with the checkpoint `{"seq", "state": {"core", "progress"}}` atomically with the last.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from services.semantic.core import STAGE, SemanticCore
+from services.semantic.settings import SemanticSettings
+from shared.event_cursor import FollowedEvent
+from shared.event_stage import follow_session
+from shared.schemas import Event, PartialSegment, SegmentFinalized
+from shared.settings import Settings
+from shared.worker import SessionLease
+
+FOLLOWED_TYPES = frozenset({"segment_finalized", "partial_segment"})
+# The stages whose events this one builds on.
+UPSTREAM = ("asr",)
+
+
+class _Session:
+    """One session's core plus how far each speaker track's audio has been decoded."""
+
+    def __init__(self, core: SemanticCore, progress: Mapping[str, float]) -> None:
+        self.core = core
+        # Per track (speaker), the start of its newest partial: audio before it on that
+        # track has been heard. The clock may pass a quiet turn's gap only once every
+        # track seen has got that far, so a final still being decoded on another track
+        # cannot land after its turn was closed.
+        self.progress = dict(progress)
+
+    async def on_event(self, followed: FollowedEvent) -> list[Event]:
+        event = followed.event
+        if isinstance(event, SegmentFinalized):
+            outputs = self.core.on_final(event.payload)
+            self._heard(event.payload.speaker_id, event.payload.end)
+        elif isinstance(event, PartialSegment):
+            self._heard(event.payload.speaker_id, event.payload.start)
+            outputs = self.core.advance(min(self.progress.values()))
+        else:
+            return []
+        return [out.event for out in outputs]
+
+    def _heard(self, speaker: str | None, until: float) -> None:
+        key = speaker or "spk_0"
+        self.progress[key] = max(self.progress.get(key, 0.0), until)
+
+    async def finish(self) -> list[Event]:
+        return [out.event for out in self.core.finish()]
+
+    def state(self) -> dict[str, Any]:
+        return {"core": self.core.state(), "progress": self.progress}
+
+
+class SemanticHandler:
+    """`shared.worker.StageHandler` for semantic."""
+
+    stage = STAGE
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.semantic = settings.stage(STAGE, SemanticSettings)
+        # Refuses what the core cannot do (e.g. embeddings) at start, not per session.
+        SemanticCore(self.semantic, "probe")
+
+    async def prepare(self) -> None:
+        return None
+
+    async def run_session(self, lease: SessionLease) -> None:
+        async def make(lease: SessionLease, state: Mapping[str, Any] | None) -> _Session:
+            saved = state or {}
+            core = SemanticCore(self.semantic, lease.session_id, saved.get("core"))
+            return _Session(core, saved.get("progress", {}))
+
+        await follow_session(
+            lease,
+            types=FOLLOWED_TYPES,
+            upstream=UPSTREAM,
+            pipeline=self.settings.pipeline,
+            make_processor=make,
+            block_ms=self.settings.bus.block_ms,
+        )
