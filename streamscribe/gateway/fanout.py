@@ -41,6 +41,8 @@ class SessionFeed:
         self.finished = False
         self._block_ms = block_ms
         self.task = asyncio.create_task(self._run(start_seq), name=f"feed-{session_id}")
+        hub.tasks.add(self.task)
+        self.task.add_done_callback(hub.tasks.discard)
 
     @property
     def first_seq(self) -> int:
@@ -106,6 +108,9 @@ class FeedHub:
         self.buffer = buffer
         self.block_ms = block_ms
         self.feeds: dict[str, SessionFeed] = {}
+        # Every feed task still running, also those already let go of, so close() can
+        # wait for their cancellation before the event loop ends.
+        self.tasks: set[asyncio.Task[None]] = set()
 
     def forget(self, feed: SessionFeed) -> None:
         if self.feeds.get(feed.session_id) is feed:
@@ -148,11 +153,12 @@ class FeedHub:
             feed.leave(outbox)
 
     async def close(self) -> None:
-        feeds = list(self.feeds.values())
-        self.feeds.clear()
-        for feed in feeds:
+        for feed in self.feeds.values():
             feed.finished = True
-            feed.task.cancel()
-        for feed in feeds:
+        self.feeds.clear()
+        tasks = list(self.tasks)
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await feed.task
+                await task
