@@ -52,7 +52,7 @@ class ServeSettings:
 
 
 # The stages of the embedded default deployment, in pipeline order.
-DEFAULT_PIPELINE = ("ingest", "asr", "semantic")
+DEFAULT_PIPELINE = ("ingest", "asr", "enrich", "semantic")
 
 T = TypeVar("T")
 

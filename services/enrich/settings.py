@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# The stage's name: its entry point, consumer group, checkpoint field and env prefix.
+STAGE = "enrich"
+
 
 @dataclass(frozen=True, slots=True)
 class EnrichSettings:

@@ -34,17 +34,20 @@ class _Session:
         # cannot land after its turn was closed.
         self.progress = dict(progress)
 
-    async def on_event(self, followed: FollowedEvent) -> list[Event]:
-        event = followed.event
-        if isinstance(event, SegmentFinalized):
-            outputs = self.core.on_final(event.payload)
-            self._heard(event.payload.speaker_id, event.payload.end)
-        elif isinstance(event, PartialSegment):
-            self._heard(event.payload.speaker_id, event.payload.start)
-            outputs = self.core.advance(min(self.progress.values()))
-        else:
-            return []
-        return [out.event for out in outputs]
+    async def on_batch(self, batch: list[FollowedEvent]) -> list[Event]:
+        events: list[Event] = []
+        for followed in batch:
+            event = followed.event
+            if isinstance(event, SegmentFinalized):
+                outputs = self.core.on_final(event.payload)
+                self._heard(event.payload.speaker_id, event.payload.end)
+            elif isinstance(event, PartialSegment):
+                self._heard(event.payload.speaker_id, event.payload.start)
+                outputs = self.core.advance(min(self.progress.values()))
+            else:
+                continue
+            events.extend(out.event for out in outputs)
+        return events
 
     def _heard(self, speaker: str | None, until: float) -> None:
         key = speaker or "spk_0"
@@ -55,6 +58,9 @@ class _Session:
 
     def state(self) -> dict[str, Any]:
         return {"core": self.core.state(), "progress": self.progress}
+
+    def resume_id(self) -> str | None:
+        return None
 
 
 class SemanticHandler:

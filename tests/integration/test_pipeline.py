@@ -11,7 +11,17 @@ from pathlib import Path
 
 import pytest
 
-from shared.schemas import Done, Error, PartialSegment, Ready, SegmentFinalized, decode_event
+from shared.schemas import (
+    AnalyticsSnapshot,
+    Done,
+    Error,
+    PartialSegment,
+    Ready,
+    SegmentEnriched,
+    SegmentFinalized,
+    TurnUpdated,
+    decode_event,
+)
 from streamscribe.supervisor import Stack
 from tests.support.pipeline import (
     FIXTURES,
@@ -106,6 +116,29 @@ def test_noise_gives_no_text(sessions: dict[str, list]) -> None:
     assert transcript_text(sessions["noise"]) == ""
 
 
+@pytest.mark.parametrize("name", ["conv_short", "call_stereo"])
+def test_every_final_is_enriched_once_and_turned(sessions: dict[str, list], name: str) -> None:
+    events = sessions[name]
+    finals = {e.payload.id for e in events if isinstance(e, SegmentFinalized) and e.payload.text}
+    enriched = [e.payload for e in events if isinstance(e, SegmentEnriched)]
+    assert sorted(p.segment_id for p in enriched) == sorted(finals), "exactly one each"
+    for payload in enriched:
+        assert payload.extraction_status["prosody"] == "ok", payload.extraction_status
+        assert payload.audio_state["rendering"].startswith("[audio:")
+    final_turns = [
+        e.payload for e in events if isinstance(e, TurnUpdated) and not e.payload.partial
+    ]
+    assert {s for t in final_turns for s in t.segment_ids} == finals, "every final in a turn"
+    snapshots = [e.payload for e in events if isinstance(e, AnalyticsSnapshot)]
+    assert snapshots[-1].turns_final
+    done = events[-1]
+    assert isinstance(done, Done)
+    assert done.payload.stages == ["ingest", "asr", "enrich", "semantic"]
+    assert done.payload.unfinished == []
+    assert done.payload.counts["segment_enriched"] == len(finals)
+    assert set(done.payload.processing_s) == set(done.payload.stages)
+
+
 def test_transcript_cli_writes_v2_json(
     stack: Stack, sessions: dict[str, list], tmp_path: Path
 ) -> None:
@@ -177,7 +210,7 @@ def test_asr_worker_exports_its_final_lag(stack: Stack, sessions: dict[str, list
 
 
 def test_audio_log_is_released_once_asr_is_done(stack: Stack, sessions: dict[str, list]) -> None:
-    """asr is the only stage reading the audio log: after `done` it needs none of it."""
+    """asr and enrich read the audio log: after `done` neither needs any of it."""
     import msgspec
 
     from shared import keys
@@ -188,14 +221,18 @@ def test_audio_log_is_released_once_asr_is_done(stack: Stack, sessions: dict[str
         redis = connect(BusSettings(redis_url=stack.url))
         try:
             sid = sessions["conv_short"][0].session_id
-            checkpoint = msgspec.json.decode(await redis.hget(keys.checkpoints(sid), "asr"))
+            resume_ids = []
+            for stage in ("asr", "enrich"):
+                raw = await redis.hget(keys.checkpoints(sid), stage)
+                resume_ids.append(msgspec.json.decode(raw)["resume_id"])
             ((first, _),) = await redis.xrange(keys.audio(sid), count=1)
-            return await redis.xlen(keys.audio(sid)), first.decode(), checkpoint["resume_id"]
+            oldest = min(resume_ids, key=lambda i: tuple(map(int, i.split("-"))))
+            return await redis.xlen(keys.audio(sid)), first.decode(), oldest
         finally:
             await redis.aclose()
 
     length, first, resume_id = asyncio.run(check())
-    assert first == resume_id, "trimmed exactly to the asr checkpoint"
+    assert first == resume_id, "trimmed exactly to the oldest reader's checkpoint"
     assert length == 1, "only the last entry (the end mark) is left"
 
 

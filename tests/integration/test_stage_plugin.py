@@ -50,27 +50,33 @@ class _Counter:
         self.handled = int((state or {}).get("handled", 0))
         self.delay_s = delay_s
 
-    async def on_event(self, followed):
-        event = followed.event
-        assert isinstance(event, SegmentFinalized)
-        await asyncio.sleep(self.delay_s)  # slow enough to be killed mid-session
-        self.handled += 1
-        payload = EnrichmentPayload(
-            segment_id=event.payload.id,
-            audio_state={"chars": len(event.payload.text), "nth": self.handled},
-        )
-        return [
-            SegmentEnriched(
-                session_id=self.lease.session_id, id="toy:" + event.payload.id,
-                stage="toy", payload=payload,
+    async def on_batch(self, batch):
+        out = []
+        for followed in batch:
+            event = followed.event
+            assert isinstance(event, SegmentFinalized)
+            await asyncio.sleep(self.delay_s)  # slow enough to be killed mid-session
+            self.handled += 1
+            payload = EnrichmentPayload(
+                segment_id=event.payload.id,
+                audio_state={"chars": len(event.payload.text), "nth": self.handled},
             )
-        ]
+            out.append(
+                SegmentEnriched(
+                    session_id=self.lease.session_id, id="toy:" + event.payload.id,
+                    stage="toy", payload=payload,
+                )
+            )
+        return out
 
     async def finish(self):
         return []
 
     def state(self):
         return {"handled": self.handled}
+
+    def resume_id(self):
+        return None
 
 
 class ToyHandler:
@@ -90,7 +96,7 @@ class ToyHandler:
         await follow_session(
             lease, types={"segment_finalized"}, upstream=("asr",),
             pipeline=self.settings.pipeline, make_processor=make,
-            block_ms=self.settings.bus.block_ms,
+            block_ms=self.settings.bus.block_ms, batch_size=1,
         )
 
 
