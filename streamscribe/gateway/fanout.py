@@ -51,6 +51,10 @@ class SessionFeed:
             return self.ring[0].seq
         return self.next_seq
 
+    def can_join(self, from_seq: int, outbox: Outbox) -> bool:
+        """Whether the buffer holds everything from `from_seq` on and it fits the queue."""
+        return from_seq >= self.first_seq and self.next_seq - from_seq <= outbox.room
+
     def join(self, outbox: Outbox, from_seq: int) -> None:
         """Copy buffered messages from `from_seq` into `outbox` and follow live ones."""
         for message in self.ring:
@@ -119,34 +123,58 @@ class FeedHub:
     async def subscribe(self, session_id: str, from_seq: int, outbox: Outbox) -> SessionFeed | None:
         """Deliver the session's events from `from_seq` on into `outbox`, then live ones.
 
-        Returns the feed joined (pass it to `unsubscribe`), or None when the outbox gave up
-        during catch-up.
+        Events already in Redis are read at the client's pace (waiting for room in its
+        queue); only live events are pushed. Returns the feed joined (pass it to
+        `unsubscribe`), or None when the session had ended and everything was delivered,
+        or the outbox gave up.
         """
         next_seq = max(1, from_seq)
         while True:
-            feed = self.feeds.get(session_id)
-            if feed is None or feed.finished:
-                feed = SessionFeed(self, session_id, next_seq, self.buffer, self.block_ms)
-                self.feeds[session_id] = feed
-            if next_seq >= feed.first_seq:
+            feed = await self._feed(session_id, next_seq)
+            # Join when the buffer holds everything from next_seq on and it fits in the
+            # client's queue; joining copies it without waiting for the client.
+            if feed is not None and feed.can_join(next_seq, outbox):
                 feed.join(outbox, next_seq)
                 return feed
-            # Older than the buffer: read up to it ourselves, then try to join again.
             entries = await xrange(
                 self.redis, keys.events(session_id), min=f"{next_seq}-0", count=_CATCH_UP_BATCH
             )
             if not entries:
-                # The feed started past the stream's end (a client resumed at a seq not
-                # yet published); wait for the events in between to appear.
+                if feed is None:
+                    return None  # ended, and all of it delivered
+                # The client resumed at a seq not yet published: wait for it.
                 await asyncio.sleep(self.block_ms / 1000)
                 continue
             for _entry_id, fields in entries:
                 message = event_message(fields[b"data"])
-                if message.seq is not None and message.seq >= feed.first_seq:
-                    break
-                if not outbox.put(message):
+                if not await outbox.put_wait(message):
                     return None
                 next_seq = (message.seq or next_seq) + 1
+                if feed is not None and feed.can_join(next_seq, outbox):
+                    break
+
+    async def _feed(self, session_id: str, next_seq: int) -> SessionFeed | None:
+        """The session's live feed, started at the stream's head if there is none; None
+        for a session that has ended (it is read from Redis only)."""
+        feed = self.feeds.get(session_id)
+        if feed is not None and not feed.finished:
+            return feed
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hget(keys.heads(session_id), "_seq")
+        pipe.hexists(keys.heads(session_id), "_closed")
+        raw_seq, closed = await pipe.execute()
+        if closed:
+            return None
+        feed = self.feeds.get(session_id)  # another client may have started one meanwhile
+        if feed is None or feed.finished:
+            # At the head, not at this client's seq: what is already in Redis is read at
+            # each client's own pace, so a backlog never floods a queue.
+            head = int(raw_seq) if raw_seq else 0
+            feed = SessionFeed(
+                self, session_id, max(next_seq, head + 1), self.buffer, self.block_ms
+            )
+            self.feeds[session_id] = feed
+        return feed
 
     def unsubscribe(self, feed: SessionFeed | None, outbox: Outbox) -> None:
         if feed is not None:

@@ -29,6 +29,7 @@ class Outbox:
         self.limit = limit
         self._items: OrderedDict[object, Outgoing] = OrderedDict()
         self._ready = asyncio.Event()
+        self._space = asyncio.Event()
         self.failed = asyncio.Event()
         self.closing = False
         self.coalesced = 0
@@ -61,6 +62,19 @@ class Outbox:
         self._ready.set()
         return True
 
+    @property
+    def room(self) -> int:
+        """Messages that can be queued before the client counts as too slow."""
+        return max(0, self.limit - len(self._items))
+
+    async def put_wait(self, message: Outgoing) -> bool:
+        """Queue `message` once there is room: for catching up from Redis, which can wait
+        for the client (live fan-out cannot, it uses `put`). False once closing."""
+        while not self.closing and len(self._items) >= self.limit:
+            self._space.clear()
+            await self._space.wait()
+        return self.put(message)
+
     def close_with(self, message: Outgoing) -> None:
         """Send what waits, then `message` (which carries a close code), then nothing."""
         if self.closing:
@@ -76,6 +90,7 @@ class Outbox:
         self.closing = True
         self.failed.set()
         self._ready.set()
+        self._space.set()
 
     async def get(self) -> Outgoing:
         """The next message, waiting for one."""
@@ -83,4 +98,5 @@ class Outbox:
             self._ready.clear()
             await self._ready.wait()
         _key, message = self._items.popitem(last=False)
+        self._space.set()
         return message

@@ -86,6 +86,7 @@ class StreamConnection:
         self.principal: Principal | None = None
         self.session_id: str | None = None
         self.feed: SessionFeed | None = None
+        self.following: asyncio.Task[None] | None = None
         self.next_sequence = 1
         self.ending = False
         self.closed_session = False
@@ -103,7 +104,7 @@ class StreamConnection:
         sender = asyncio.create_task(self._send_loop())
         receiver = asyncio.create_task(self._receive_loop())
         failed = asyncio.create_task(self.outbox.failed.wait())
-        tasks = (sender, receiver, failed)
+        tasks: tuple[asyncio.Task[Any], ...] = (sender, receiver, failed)
         try:
             await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             if failed.done():
@@ -113,6 +114,8 @@ class StreamConnection:
                 # go out; a client that reads nothing at all is then simply dropped.
                 await asyncio.wait({sender}, timeout=self.settings.close_timeout_s)
         finally:
+            if self.following is not None:
+                tasks = (*tasks, self.following)
             for task in tasks:
                 task.cancel()
             for task in tasks:
@@ -231,7 +234,7 @@ class StreamConnection:
             return
         self.session_id = sid
         self.outbox.put(control("SESSION_STARTED", session_id=sid, resumed=False, last_seq=0))
-        self.feed = await self.ctx.hub.subscribe(sid, 1, self.outbox)
+        self._follow(sid, 1)
 
     async def _exists(self, session_id: str) -> bool:
         try:
@@ -303,7 +306,15 @@ class StreamConnection:
             )
             return
         self.outbox.put(reply)
-        self.feed = await self.ctx.hub.subscribe(sid, last_seq + 1, self.outbox)
+        self._follow(sid, last_seq + 1)
+
+    def _follow(self, sid: str, from_seq: int) -> None:
+        # Its own task: catching up a long backlog waits for the client to read, and
+        # audio (a resumed client re-sending frames) must not wait for that.
+        async def follow() -> None:
+            self.feed = await self.ctx.hub.subscribe(sid, from_seq, self.outbox)
+
+        self.following = asyncio.create_task(follow())
 
     async def _audio_chunk(self, msg: dict[str, Any]) -> None:
         sequence = msg.get("sequence", self.next_sequence)
