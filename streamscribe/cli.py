@@ -33,7 +33,13 @@ from streamscribe.cli_gateway import (
     cmd_gateway,
     cmd_token,
 )
-from streamscribe.cli_session import cmd_events, cmd_push, cmd_status, cmd_transcript
+from streamscribe.cli_session import (
+    cmd_context,
+    cmd_events,
+    cmd_push,
+    cmd_status,
+    cmd_transcript,
+)
 from streamscribe.cli_stack import cmd_demo, cmd_up, cmd_worker
 from streamscribe.connection import RedisUnreachable
 from streamscribe.producer import ProducerError
@@ -85,6 +91,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, metavar="FILE", help="write to FILE instead of stdout")
     p.add_argument("--wait", action="store_true", help="wait for `done` first")
     _timeout_option(p)
+    _session_wait_option(p)
+
+    p = _command(sub, "context", "print a session's LLM-ready context window (recent turns)")
+    p.add_argument("session_id", metavar="SID")
+    p.add_argument(
+        "--follow", "-f", action="store_true", help="print it again as turns change, until done"
+    )
+    p.add_argument("--turns", type=_positive_int, default=10, metavar="N", help="(%(default)s)")
+    p.add_argument(
+        "--seconds", type=_positive_float, default=120.0, metavar="S", help="(%(default)g)"
+    )
     _session_wait_option(p)
 
     p = _command(sub, "worker", "run one stage's worker (what a Kubernetes pod runs)")
@@ -287,6 +304,7 @@ _COMMANDS: dict[str, Command] = {
     "push": cmd_push,
     "events": cmd_events,
     "transcript": cmd_transcript,
+    "context": cmd_context,
     "status": cmd_status,
     "worker": cmd_worker,
     "up": cmd_up,

@@ -12,7 +12,7 @@ import redis.asyncio as aioredis
 from shared import keys
 from shared.consumer import UnknownSession, read_event_json, wait_for_session
 from shared.protocol import limits_from
-from shared.schemas import Transcript
+from shared.schemas import Done, Transcript, TurnUpdated
 from shared.settings import Settings
 from streamscribe.audio_file import probe
 from streamscribe.cli_common import (
@@ -22,7 +22,7 @@ from streamscribe.cli_common import (
     open_redis,
     write_transcript,
 )
-from streamscribe.client import read_transcript
+from streamscribe.client import Subscriber, read_transcript
 from streamscribe.producer import Producer, PushProgress
 from streamscribe.status import print_status
 
@@ -115,6 +115,34 @@ async def _events(args: argparse.Namespace, settings: Settings) -> int:
         ):
             sys.stdout.write(data.decode() + "\n")
             sys.stdout.flush()
+    return 0
+
+
+def cmd_context(args: argparse.Namespace, settings: Settings, _url: str | None) -> int:
+    return asyncio.run(_context(args, settings))
+
+
+async def _context(args: argparse.Namespace, settings: Settings) -> int:
+    """Print the context window; with --follow, again each time a turn changes it."""
+    async with open_redis(settings) as redis:
+        await _require_session(
+            redis, args.session_id, settings, args.session_wait if args.follow else 0.0
+        )
+        subscriber = Subscriber(
+            redis, args.session_id, follow=args.follow, block_ms=settings.bus.block_ms
+        )
+        shown = None
+        async for event in subscriber:
+            if not args.follow or not isinstance(event, TurnUpdated | Done):
+                continue
+            text = subscriber.context(max_turns=args.turns, max_seconds=args.seconds)
+            if text != shown:
+                sys.stdout.write(f"--- seq {event.seq}\n{text}\n")
+                sys.stdout.flush()
+                shown = text
+        if not args.follow:
+            sys.stdout.write(subscriber.context(max_turns=args.turns, max_seconds=args.seconds))
+            sys.stdout.write("\n")
     return 0
 
 

@@ -12,6 +12,7 @@ import redis.asyncio as aioredis
 from shared import keys
 from shared.bus import connect
 from shared.consumer import OUTAGE_WAIT_S, TranscriptReducer, read_events
+from shared.context_window import DEFAULT_MAX_SECONDS, DEFAULT_MAX_TURNS, render_context
 from shared.schemas import (
     AnalyticsPayload,
     AnalyticsSnapshot,
@@ -95,6 +96,16 @@ class Subscriber:
     def transcript(self) -> Transcript:
         """Transcript v2 of everything applied so far (`meta.complete` once `done`)."""
         return self.reducer.snapshot()
+
+    def context(
+        self, *, max_turns: int = DEFAULT_MAX_TURNS, max_seconds: float = DEFAULT_MAX_SECONDS
+    ) -> str:
+        """The LLM-ready context window of the turns so far: `[12.3s] spk_0: text` lines,
+        the last `max_turns` turns ending within `max_seconds` of the newest (an open,
+        still partial turn included with its text so far)."""
+        return render_context(
+            list(self.reducer.turns.values()), max_turns=max_turns, max_seconds=max_seconds
+        )
 
     def __aiter__(self) -> AsyncIterator[Event]:
         return self.events()

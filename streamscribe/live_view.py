@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from typing import TextIO
 
-from shared.schemas import DonePayload, ErrorPayload, Segment
+from shared.schemas import DonePayload, EnrichmentPayload, ErrorPayload, Segment, SemanticAnnotation
 from streamscribe.producer import PushProgress
 
 _CLEAR_LINE = "\r\x1b[2K"
@@ -21,6 +21,23 @@ def final_line(segment: Segment) -> str:
     speaker = segment.speaker_id or (f"ch{segment.channel}" if segment.channel is not None else "")
     label = f"{segment.start:.1f}s {speaker}".rstrip()
     return f"[{label}] {segment.text.strip()}"
+
+
+def annotation_line(annotation: SemanticAnnotation) -> str | None:
+    """`    spk_0 turn: risk churn_risk; action "I'll send ..."; 1 question` for a final
+    turn with something to flag, else None (interim updates and plain turns stay quiet)."""
+    if annotation.turn.partial:
+        return None
+    parts = []
+    if annotation.risk_tags:
+        parts.append("risk " + ", ".join(annotation.risk_tags))
+    parts.extend(f'action "{a.text}"' for a in annotation.actions)
+    if annotation.question_count:
+        s = "s" if annotation.question_count > 1 else ""
+        parts.append(f"{annotation.question_count} question{s}")
+    if not parts:
+        return None
+    return f"    {annotation.turn.speaker_id or 'spk_0'} turn: " + "; ".join(parts)
 
 
 class LiveView:
@@ -80,6 +97,16 @@ class LiveView:
         self.finals += 1
         self.last_latency_s = self._latency_s(segment.end)
         self._print_line(final_line(segment))
+
+    def on_segment_enriched(self, payload: EnrichmentPayload) -> None:
+        rendering = (payload.audio_state or {}).get("rendering")
+        if rendering:
+            self._print_line(f"    {rendering}")
+
+    def on_semantic_update(self, annotation: SemanticAnnotation) -> None:
+        line = annotation_line(annotation)
+        if line:
+            self._print_line(line)
 
     def on_error(self, error: ErrorPayload, recoverable: bool) -> None:
         kind = "warning" if recoverable else "error"

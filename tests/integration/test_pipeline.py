@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import subprocess
 import sys
 import time
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+import streamscribe
 from shared.schemas import (
     AnalyticsSnapshot,
     Done,
@@ -22,6 +24,7 @@ from shared.schemas import (
     TurnUpdated,
     decode_event,
 )
+from streamscribe import Subscriber
 from streamscribe.supervisor import Stack
 from tests.support.pipeline import (
     FIXTURES,
@@ -263,3 +266,40 @@ def test_events_follow_started_before_the_producer_prints_the_whole_session(
     events = [decode_event(line) for line in out.splitlines()]
     assert [e.seq for e in events] == list(range(1, len(events) + 1)), "the whole session"
     assert isinstance(events[0], Ready) and isinstance(events[-1], Done), "exits at done"
+
+
+def test_llm_context_of_a_live_session_from_the_cli_and_the_sdk(stack: Stack) -> None:
+    sid = "context-live"
+    cli = [sys.executable, "-m", "streamscribe.cli"]
+    url = ["--redis-url", stack.url]
+    follower = subprocess.Popen(
+        [*cli, "context", sid, "--follow", *url], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        asyncio.run(
+            push(stack.url, "call_stereo", speed=2.0, channels_as_speakers=True, session_id=sid)
+        )
+        out, err = follower.communicate(timeout=120)
+    finally:
+        if follower.poll() is None:
+            follower.kill()
+    assert follower.returncode == 0, err
+    windows = out.decode().split("--- seq ")[1:]
+    assert len(windows) >= 3, "the window was printed again as turns came in"
+    last = windows[-1].split("\n", 1)[1].strip().splitlines()
+    assert all(re.match(r"^\[\d+\.\ds\] spk_[01]: \S", line) for line in last), last
+    assert {line.split()[1] for line in last} == {"spk_0:", "spk_1:"}
+
+    async def sdk_context() -> str:
+        redis = streamscribe.connect(stack.url)
+        try:
+            subscriber = Subscriber(redis, sid, follow=False)
+            async for _event in subscriber:
+                pass
+            return subscriber.context()
+        finally:
+            await redis.aclose()
+
+    assert asyncio.run(sdk_context()).splitlines() == last
+    once = subprocess.run([*cli, "context", sid, *url], capture_output=True, timeout=60)
+    assert once.stdout.decode().strip().splitlines() == last

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import io
 
-from shared.schemas import DonePayload, ErrorPayload, Segment
+import msgspec
+
+from shared.schemas import (
+    DonePayload,
+    EnrichmentPayload,
+    ErrorPayload,
+    Segment,
+    SemanticAnnotation,
+    Turn,
+)
 from streamscribe.live_view import LiveView, final_line
 from streamscribe.producer import PushProgress
 
@@ -84,3 +93,23 @@ def test_tty_redraws_one_line_in_place_and_prints_finals_above_it() -> None:
     # A partial too long for the line keeps its newest words.
     assert "0 finals) ...too long to fit on the line\r" in text
     assert text.endswith("pushed 1.0/10.0s, 1 finals, last final latency 1.00s\n")
+
+
+def test_enrichment_and_flagged_turns_print_under_the_finals() -> None:
+    out = io.StringIO()
+    view = LiveView(out, tty=False, progress_every_s=1e9)
+    view.on_segment_finalized(seg("I want to cancel", 1.0, 2.0, speaker_id="spk_1"))
+    view.on_segment_enriched(
+        EnrichmentPayload(segment_id="seg1.0", audio_state={"rendering": "[audio: loud, fast]"})
+    )
+    turn = Turn(id="turn:seg1.0", speaker_id="spk_1", start=1.0, end=2.0, text="x", partial=False)
+    view.on_semantic_update(SemanticAnnotation(turn=turn, risk_tags=["churn_risk"]))
+    interim = msgspec.structs.replace(turn, partial=True)
+    view.on_semantic_update(SemanticAnnotation(turn=interim, risk_tags=["churn_risk"]))
+    view.on_semantic_update(SemanticAnnotation(turn=turn))  # nothing to flag
+    lines = [line for line in out.getvalue().splitlines() if not line.startswith("progress")]
+    assert lines == [
+        "[1.0s spk_1] I want to cancel",
+        "    [audio: loud, fast]",
+        "    spk_1 turn: risk churn_risk",
+    ]
