@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
+import secrets
+import socket
+from collections.abc import Mapping
 
 from shared.logging import configure_logging
 from shared.settings import Settings
 from streamscribe.cli_common import EXIT_USAGE, CliError
+from streamscribe.embedded import free_port
 from streamscribe.gateway.auth import ALL_SESSIONS, mint_token
 from streamscribe.gateway.settings import GATEWAY_ENV_PREFIX, GatewaySettings
 
@@ -58,6 +63,45 @@ def cmd_gateway(args: argparse.Namespace, settings: Settings, _url: str | None) 
 
     serve(gateway, settings, extra_port=settings.serve.health_port)
     return 0
+
+
+@dataclasses.dataclass(frozen=True)
+class StackGateway:
+    """How `up`/`demo` run their gateway: the variables it gets, its URL, a dev token."""
+
+    env: dict[str, str]
+    url: str
+    token: str | None  # generated for this run when none was configured
+
+    def describe(self) -> str:
+        auth = f" (token: {self.token})" if self.token else ""
+        return f"gateway: {self.url}/stream{auth}"
+
+
+def stack_gateway(env: Mapping[str, str] | None = None) -> StackGateway:
+    """The gateway `up`/`demo` start: STREAMSCRIBE_GATEWAY_* as set, else port 8000 when
+    free (another free port when not), and a random token for this run when no tokens
+    are configured, so the local gateway is never open to anyone on the machine."""
+    env = os.environ if env is None else env
+    extra: dict[str, str] = {}
+    port_name, tokens_name = f"{GATEWAY_ENV_PREFIX}PORT", f"{GATEWAY_ENV_PREFIX}TOKENS"
+    port = int(env[port_name]) if env.get(port_name) else _free_or_other(8000)
+    extra[port_name] = str(port)
+    token = None
+    if not env.get(tokens_name) and not env.get(f"{GATEWAY_ENV_PREFIX}TOKEN_SECRET"):
+        token = secrets.token_urlsafe(24)
+        extra[tokens_name] = token
+    host = env.get(f"{GATEWAY_ENV_PREFIX}HOST") or GatewaySettings().host
+    return StackGateway(env=extra, url=f"http://{host}:{port}", token=token)
+
+
+def _free_or_other(port: int) -> int:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return free_port()
+    return port
 
 
 def cmd_token(args: argparse.Namespace, _settings: Settings, _url: str | None) -> int:

@@ -21,10 +21,11 @@ from shared.schemas import Features
 from shared.settings import ENV_PREFIX, Settings
 from streamscribe.audio_file import probe
 from streamscribe.cli_common import EXIT_TIMEOUT, CliError, open_redis, write_transcript
+from streamscribe.cli_gateway import stack_gateway
 from streamscribe.client import Subscriber
 from streamscribe.live_view import LiveView
 from streamscribe.producer import Producer, new_session_id
-from streamscribe.supervisor import Stack
+from streamscribe.supervisor import GATEWAY, Stack
 
 
 def cmd_worker(args: argparse.Namespace, settings: Settings, _url: str | None) -> int:
@@ -53,11 +54,14 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 
 
 def _stack(args: argparse.Namespace, settings: Settings, named_url: str | None) -> Stack:
+    gateway = stack_gateway()
+    args.gateway = gateway
     return Stack(
         settings,
-        stages=args.stages,
+        stages=[*(args.stages or settings.pipeline), GATEWAY],
         workers_per_stage=args.workers_per_stage,
         redis_url=named_url,
+        env={**os.environ, **gateway.env},
     )
 
 
@@ -70,6 +74,7 @@ def cmd_up(args: argparse.Namespace, settings: Settings, named_url: str | None) 
                 print(f"redis: {stack.url}", flush=True)
                 counts = ", ".join(f"{s} x{len(p)}" for s, p in stack.processes.items())
                 print(f"ready: {counts} (Ctrl-C to stop)", file=sys.stderr, flush=True)
+                print(args.gateway.describe(), file=sys.stderr, flush=True)
                 while True:
                     time.sleep(3600)
         except KeyboardInterrupt:
@@ -100,6 +105,7 @@ def cmd_demo(args: argparse.Namespace, settings: Settings, named_url: str | None
         scope.enter_context(_sigterm_as_interrupt())
         stack = scope.enter_context(_stack(args, settings, named_url))
         print(f"redis: {stack.url}", file=sys.stderr, flush=True)
+        print(args.gateway.describe(), file=sys.stderr, flush=True)
         view = LiveView(sys.stdout, tty=sys.stdout.isatty())
         subscriber_box: list[Subscriber] = []
         try:

@@ -31,8 +31,15 @@ _MAX_BACKOFF_S = 15.0
 _POLL_S = 0.25
 
 
+# Not a stage: the gateway process (`streamscribe gateway`), supervised like one. It also
+# serves its /readyz on the health port the supervisor gives it; one per stack.
+GATEWAY = "gateway"
+
+
 def worker_command(stage: str) -> list[str]:
-    """`python -m streamscribe.cli worker STAGE` with this interpreter."""
+    """`python -m streamscribe.cli worker STAGE` (or `gateway`) with this interpreter."""
+    if stage == GATEWAY:
+        return [sys.executable, "-m", "streamscribe.cli", GATEWAY]
     return [sys.executable, "-m", "streamscribe.cli", "worker", stage]
 
 
@@ -159,7 +166,7 @@ class Stack:
                 check_reachable_sync(self._redis_url)
             with self._lock:
                 for stage in self.stages:
-                    for index in range(self.workers_per_stage):
+                    for index in range(1 if stage == GATEWAY else self.workers_per_stage):
                         worker = _Worker(stage, index)
                         self._workers.append(worker)
                         self._spawn(worker)
