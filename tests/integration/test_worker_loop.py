@@ -7,7 +7,7 @@ from typing import Any
 
 from shared import keys
 from shared.bus import Bus
-from shared.schemas import Segment, SegmentFinalized
+from shared.schemas import Done, Segment, SegmentFinalized, decode_event
 from shared.settings import Settings
 from shared.worker import SessionLease, Worker
 
@@ -103,5 +103,47 @@ async def test_worker_trims_the_registry_it_is_done_with(
 def _registry_length(redis, length: int):  # type: ignore[no-untyped-def]
     async def check() -> bool:
         return bool(await redis.xlen(keys.registry()) == length)
+
+    return check
+
+
+async def test_done_comes_without_a_dead_stage_after_the_done_timeout(
+    bus: Bus, settings: Settings
+) -> None:
+    """enrich's worker is down: semantic finishes, waits `done_timeout_s` for it, then
+    publishes `done` naming it unfinished; transcription and turns are all there."""
+    from services.semantic.worker import SemanticHandler
+
+    settings = settings.with_overrides(
+        pipeline=("asr", "enrich", "semantic"), bus__done_timeout_s=1.5
+    )
+    sid = "enrich-down"
+    await bus.register_session(sid)
+    seg = Segment(
+        id="seg-0-0", start=0.0, end=1.0, text="hello there", partial=False, speaker_id="spk_0"
+    )
+    await bus.publish(SegmentFinalized(session_id=sid, id=seg.id, stage="asr", payload=seg))
+    await bus.mark_finished(sid, "asr")
+    stop = asyncio.Event()
+    task = asyncio.create_task(Worker(SemanticHandler(settings), bus, settings).run(stop))
+    try:
+        async with asyncio.timeout(20):
+            await _until(_finished(bus, sid, "semantic"))
+            assert not await bus.is_closed(sid), "waits for enrich first"
+            await _until(lambda: bus.is_closed(sid))
+    finally:
+        stop.set()
+        await task
+    events = [decode_event(f[b"data"]) for _id, f in await bus.redis.xrange(keys.events(sid))]
+    done = events[-1]
+    assert isinstance(done, Done)
+    assert done.payload.unfinished == ["enrich"]
+    assert done.payload.counts["turn_updated"] >= 1
+    assert [type(e).__name__ for e in events].count("Done") == 1
+
+
+def _finished(bus: Bus, sid: str, stage: str):  # type: ignore[no-untyped-def]
+    async def check() -> bool:
+        return stage in await bus.finished_stages(sid)
 
     return check
