@@ -175,8 +175,16 @@ def _container_env(docs: list[Doc], container: Doc) -> dict[str, str]:
     return env
 
 
+def _is_gateway(deployment: Doc) -> bool:
+    """The gateway Deployment runs `streamscribe gateway`, not a stage (checked below)."""
+    containers = deployment["spec"]["template"]["spec"]["containers"]
+    return bool(containers[0].get("args") == ["gateway"])
+
+
 def _stage_deployments(docs: list[Doc]) -> Iterator[StageDeployment]:
     for deployment in _of_kind(docs, "Deployment"):
+        if _is_gateway(deployment):
+            continue
         containers = deployment["spec"]["template"]["spec"]["containers"]
         assert len(containers) == 1, deployment["metadata"]["name"]
         container = containers[0]
@@ -394,3 +402,28 @@ def test_cluster_overlay_scales_every_stage_with_the_cluster_scaler() -> None:
     (auth,) = _of_kind(docs, "TriggerAuthentication")
     refs = {ref["parameter"]: ref["key"] for ref in auth["spec"]["secretTargetRef"]}
     assert refs == {"addresses": "addresses", "password": "password"}
+
+
+def test_gateway_is_served_probed_and_scaled(manifests: list[Doc]) -> None:
+    from streamscribe.gateway.settings import GATEWAY_ENV_PREFIX, GatewaySettings
+
+    (gateway,) = [d for d in _of_kind(manifests, "Deployment") if _is_gateway(d)]
+    container = gateway["spec"]["template"]["spec"]["containers"][0]
+    env = _container_env(manifests, container)
+    gateway_env = {k: v for k, v in env.items() if k.startswith(GATEWAY_ENV_PREFIX)}
+    settings = GatewaySettings.from_env(gateway_env)
+    readable = {GATEWAY_ENV_PREFIX + name.upper() for name in GatewaySettings.__dataclass_fields__}
+    assert set(gateway_env) <= readable, set(gateway_env) - readable
+    assert settings.host == "0.0.0.0"
+    assert Settings.from_env(env=env).bus.redis_url == env["STREAMSCRIBE_REDIS_URL"]
+    for probe, path in (("readinessProbe", "/readyz"), ("livenessProbe", "/livez")):
+        assert container[probe]["httpGet"]["path"] == path
+        assert _port_number(container, container[probe]["httpGet"]["port"]) == settings.port
+    labels = gateway["spec"]["template"]["metadata"]["labels"]
+    (service,) = [s for s in _of_kind(manifests, "Service")
+                  if s["metadata"]["name"] == gateway["metadata"]["name"]]  # fmt: skip
+    assert service["spec"]["selector"].items() <= labels.items()
+    assert _port_number(container, service["spec"]["ports"][0]["targetPort"]) == settings.port
+    assert "replicas" not in gateway["spec"]
+    (hpa,) = _of_kind(manifests, "HorizontalPodAutoscaler")
+    assert hpa["spec"]["scaleTargetRef"]["name"] == gateway["metadata"]["name"]
