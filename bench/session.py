@@ -1,4 +1,9 @@
-"""One benchmark session: push a recording at real-time pace and record every event's arrival."""
+"""One benchmark session: push a recording at real-time pace and record every event's arrival.
+
+Besides each segment's arrival, the events the stage analysis needs (finals, enrichments,
+semantic updates, analytics snapshots, `done`) are kept whole: their `emitted_at` is the
+publishing stage's own clock, which `bench.stages` measures stage lags with.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +17,16 @@ import redis.asyncio as aioredis
 from bench.latency import SegmentArrival
 from bench.reference import Reference
 from shared.consumer import TranscriptReducer, read_events
-from shared.schemas import Done, Error, PartialSegment, SegmentFinalized
+from shared.schemas import (
+    AnalyticsSnapshot,
+    Done,
+    Error,
+    Event,
+    PartialSegment,
+    SegmentEnriched,
+    SegmentFinalized,
+    SemanticUpdate,
+)
 from streamscribe.producer import Producer, PushProgress
 
 
@@ -31,6 +45,8 @@ class SessionRecord:
     done_at: float | None = None
     errors: list[str] = field(default_factory=list)
     timed_out: bool = False
+    # Finals, enrichments, semantic updates, analytics snapshots and `done`, in seq order.
+    stage_events: list[Event] = field(default_factory=list)
 
     @property
     def audio_sent_s(self) -> float:
@@ -95,11 +111,16 @@ async def run_session(
     return record
 
 
+_STAGE_EVENTS = (SegmentFinalized, SegmentEnriched, SemanticUpdate, AnalyticsSnapshot, Done)
+
+
 async def _consume(redis: aioredis.Redis, record: SessionRecord) -> None:
     assert record.reducer is not None
     async for event in read_events(redis, record.session_id, follow=True):
         arrived_at = time.time()
         record.reducer.apply(event)
+        if isinstance(event, _STAGE_EVENTS):
+            record.stage_events.append(event)
         if isinstance(event, PartialSegment | SegmentFinalized):
             seg = event.payload
             record.arrivals.append(

@@ -1,0 +1,177 @@
+"""Stage lags from synthetic event lists: emitted_at differences, exactly-once enrichment."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.stages import (
+    SessionEvents,
+    enrich_check,
+    interruption_lags,
+    semantic_check,
+    stage_summary,
+)
+from shared.schemas import (
+    AnalyticsPayload,
+    AnalyticsSnapshot,
+    Done,
+    DonePayload,
+    EnrichmentPayload,
+    Event,
+    Segment,
+    SegmentEnriched,
+    SegmentFinalized,
+    SemanticAnnotation,
+    SemanticUpdate,
+    SpeakerStats,
+    Turn,
+)
+
+T0 = 1_700_000_000.0
+SID = "s1"
+
+
+def final(seg_id: str, at: float, text: str = "hello there", sid: str = SID) -> SegmentFinalized:
+    payload = Segment(id=seg_id, start=0.0, end=1.0, text=text, partial=False)
+    return SegmentFinalized(session_id=sid, id=seg_id, emitted_at=T0 + at, payload=payload)
+
+
+def enriched(seg_id: str, at: float) -> SegmentEnriched:
+    return SegmentEnriched(
+        session_id=SID,
+        id=f"enriched:{seg_id}",
+        emitted_at=T0 + at,
+        payload=EnrichmentPayload(segment_id=seg_id),
+    )
+
+
+def update(seg_ids: list[str], at: float, risk: list[str] | None = None) -> SemanticUpdate:
+    turn = Turn(id=f"turn:{seg_ids[0]}", speaker_id="spk_0", start=0, end=1, text="x",
+                segment_ids=seg_ids)  # fmt: skip
+    return SemanticUpdate(
+        session_id=SID,
+        id=f"semantic:{turn.id}",
+        revision=len(seg_ids),
+        emitted_at=T0 + at,
+        payload=SemanticAnnotation(turn=turn, risk_tags=risk or []),
+    )
+
+
+def snapshot(at: float, interruptions: int) -> AnalyticsSnapshot:
+    speakers = [SpeakerStats(speaker_id="spk_1", interruptions_initiated=interruptions)]
+    return AnalyticsSnapshot(
+        session_id=SID,
+        id="analytics",
+        emitted_at=T0 + at,
+        payload=AnalyticsPayload(speakers=speakers),
+    )
+
+
+def done(at: float, processing: dict[str, float]) -> Done:
+    return Done(
+        session_id=SID, id="done", emitted_at=T0 + at, payload=DonePayload(processing_s=processing)
+    )
+
+
+def test_enrich_lag_is_the_difference_of_emitted_at() -> None:
+    events: list[Event] = [
+        final("a", 1.0),
+        final("b", 3.0),
+        enriched("a", 1.12),
+        enriched("b", 3.4),
+    ]
+    check = enrich_check(events)
+    assert check.lags_s == pytest.approx([0.12, 0.4])
+    assert check.finals == 2
+    assert not (check.missing or check.duplicated or check.unexpected)
+
+
+def test_missing_duplicate_and_unexpected_enrichments_are_reported() -> None:
+    events: list[Event] = [
+        final("a", 1.0),
+        final("b", 2.0),
+        final("c", 3.0),
+        final("silence", 4.0, text="  "),
+        enriched("a", 1.1),
+        enriched("a", 1.5),  # a takeover that republished it
+        enriched("c", 3.2),
+        enriched("ghost", 3.3),
+    ]
+    check = enrich_check(events)
+    assert check.missing == ["b"]
+    assert check.duplicated == {"a": 2}
+    assert check.unexpected == ["ghost"]
+    # The lag is measured to the first enrichment; a final without text expects none.
+    assert check.lags_s == pytest.approx([0.1, 0.2])
+
+
+def test_semantic_lag_uses_the_first_update_holding_the_final() -> None:
+    events: list[Event] = [
+        final("a", 1.0),
+        update(["a"], 1.05),
+        final("b", 2.0),
+        update(["a", "b"], 2.3, risk=["pricing"]),
+        update(["a", "b"], 5.0, risk=["pricing"]),  # the turn going final, much later
+        final("c", 6.0),
+    ]
+    check = semantic_check(events)
+    assert check.lags_s == pytest.approx([0.05, 0.3])
+    assert check.risk_lags_s == pytest.approx([0.3])
+    assert check.without_update == ["c"]
+
+
+def test_risk_subset_holds_only_finals_whose_update_carries_tags() -> None:
+    events: list[Event] = [
+        final("a", 1.0),
+        update(["a"], 1.5),
+        final("b", 2.0),
+        update(["b"], 2.05, risk=["churn_risk"]),
+    ]
+    check = semantic_check(events)
+    assert check.lags_s == pytest.approx([0.5, 0.05])
+    assert check.risk_lags_s == pytest.approx([0.05])
+
+
+def test_interruption_lag_counts_from_the_earliest_final_since_the_last_snapshot() -> None:
+    events: list[Event] = [
+        final("a", 1.0),
+        snapshot(1.1, 0),
+        final("b", 2.0),
+        final("c", 2.5),
+        snapshot(2.6, 1),
+        snapshot(3.0, 1),  # no new interruption
+        final("d", 4.0),
+        snapshot(4.25, 3),  # two at once
+    ]
+    assert interruption_lags(events) == pytest.approx([0.6, 0.25, 0.25])
+
+
+def test_summary_pools_sessions_and_divides_processing_by_audio() -> None:
+    one: list[Event] = [final("a", 1.0), enriched("a", 1.1), update(["a"], 1.2, ["pricing"])]
+    one.append(done(2.0, {"asr": 3.0, "enrich": 0.5}))
+    other = [final("a", 1.0, sid="s2"), update(["a"], 1.4), done(2.0, {"asr": 1.0, "enrich": 0.3})]
+    summary = stage_summary(
+        [SessionEvents(one, audio_s=10.0), SessionEvents(other, audio_s=30.0)],
+        ("ingest", "asr", "enrich", "semantic"),
+    )
+    assert summary["processing_per_audio_s"] == {"asr": pytest.approx(0.1), "enrich": 0.02}
+    enrich = summary["enrich"]
+    assert enrich["missing"] == ["s2/a"]
+    assert enrich["exactly_once"] is False
+    assert enrich["lag_s"]["n"] == 1 and enrich["lag_s"]["p50"] == pytest.approx(0.1)
+    assert enrich["meets_target"] is True
+    semantic = summary["semantic"]
+    assert semantic["lag_s"]["n"] == 2 and semantic["lag_s"]["max"] == pytest.approx(0.4)
+    assert semantic["risk_tag_lag_s"]["max"] == pytest.approx(0.2)
+    assert semantic["risk_tag_meets_target"] is True
+    assert semantic["interruption_meets_target"] is None
+
+
+def test_summary_leaves_out_stages_not_in_the_pipeline_and_flags_slow_enrich() -> None:
+    events: list[Event] = [final("a", 1.0), enriched("a", 1.2), final("b", 2.0), enriched("b", 2.5)]
+    asr_only = stage_summary([SessionEvents(events, audio_s=5.0)], ("ingest", "asr"))
+    assert asr_only["enrich"] is None and asr_only["semantic"] is None
+    full = stage_summary([SessionEvents(events, audio_s=5.0)], ("ingest", "asr", "enrich"))
+    # p50 0.35 s is over the 150 ms target.
+    assert full["enrich"]["meets_target"] is False
+    assert full["enrich"]["exactly_once"] is True
