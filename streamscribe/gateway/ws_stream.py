@@ -21,8 +21,6 @@ from starlette.websockets import WebSocket
 from shared import keys
 from streamscribe.gateway import metrics
 from streamscribe.gateway.auth import (
-    SUBPROTOCOL,
-    SUBPROTOCOL_BEARER,
     AuthError,
     Principal,
     authenticate,
@@ -30,6 +28,7 @@ from streamscribe.gateway.auth import (
 )
 from streamscribe.gateway.context import GatewayContext
 from streamscribe.gateway.fanout import SessionFeed
+from streamscribe.gateway.limits import TokenBucket, choose_subprotocol
 from streamscribe.gateway.messages import (
     CLOSE_INVALID_DATA,
     CLOSE_NORMAL,
@@ -44,33 +43,6 @@ from streamscribe.producer import InvalidFrame, ProducerError, SessionExists
 
 # A connection without a token in its handshake must authenticate with its first message.
 AUTH_TIMEOUT_S = 10.0
-
-
-class TokenBucket:
-    """`rate` frames per second sustained, `burst` at once."""
-
-    def __init__(self, rate: float, burst: int) -> None:
-        self.rate = rate
-        self.capacity = float(max(1, burst))
-        self.tokens = self.capacity
-        self.last = time.monotonic()
-
-    def take(self) -> bool:
-        now = time.monotonic()
-        self.tokens = min(self.capacity, self.tokens + (now - self.last) * self.rate)
-        self.last = now
-        if self.tokens < 1.0:
-            return False
-        self.tokens -= 1.0
-        return True
-
-
-def choose_subprotocol(offered: list[str]) -> str | None:
-    """Answer `streamscribe.v1` when offered; a browser that offered only `bearer.<token>`
-    must get one of its own offers back or it fails the handshake."""
-    if SUBPROTOCOL in offered:
-        return SUBPROTOCOL
-    return next((p for p in offered if p.startswith(SUBPROTOCOL_BEARER)), None)
 
 
 class StreamConnection:
