@@ -100,6 +100,71 @@ def sweep_table(results: dict[str, Any]) -> str:
     return table(header, rows)
 
 
+def _ms(x: float | int | None) -> str:
+    return "-" if x is None else f"{1000 * x:.0f}"
+
+
+def _met(ok: bool | None) -> str:
+    return "-" if ok is None else ("yes" if ok else "no")
+
+
+def stages_table(results: dict[str, Any]) -> str:
+    """Per run: enrich and semantic lag (ms, from events' emitted_at) against the targets."""
+    t = results["config"]["stage_targets"]
+    rows = []
+    for run in results["runs"]:
+        st = run["stages"]
+        en, se = st["enrich"] or {}, st["semantic"] or {}
+        lag, slag = en.get("lag_s", {}), se.get("lag_s", {})
+        risk, inter = se.get("risk_tag_lag_s", {}), se.get("interruption_lag_s", {})
+        once = "-"
+        if en:
+            once = "yes" if en["exactly_once"] else (
+                f"no: {len(en['missing'])} missing, {len(en['duplicated'])} dup, "
+                f"{len(en['unexpected'])} unexpected"
+            )  # fmt: skip
+        rows.append(
+            [
+                run["label"],
+                f"{en['enriched']}/{en['finals_with_text']}" if en else "-",
+                once,
+                _ms(lag.get("p50")),
+                _ms(lag.get("p95")),
+                _met(en.get("meets_target")),
+                _ms(slag.get("p50")),
+                _ms(slag.get("p95")),
+                str(risk.get("n", "-")),
+                _ms(risk.get("p95")),
+                _ms(risk.get("max")),
+                str(inter.get("n", "-")),
+                _ms(inter.get("p95")),
+                _ms(inter.get("max")),
+                _met(se.get("risk_tag_meets_target")),
+                ", ".join(st["unfinished"]) or "-",
+            ]
+        )
+    header = [
+        "run", "enriched", "exactly once",
+        f"enrich lag p50 (<= {_ms(t['enrich_lag_p50_s'])})",
+        f"enrich lag p95 (<= {_ms(t['enrich_lag_p95_s'])})", "enrich target",
+        "semantic lag p50", "semantic lag p95", "risk-tagged finals",
+        f"risk lag p95 (<= {_ms(t['risk_tag_lag_p95_s'])})", "risk lag max", "interruptions",
+        f"interruption lag p95 (<= {_ms(t['interruption_lag_p95_s'])})", "interruption lag max",
+        "risk target", "unfinished",
+    ]  # fmt: skip
+    return table(header, rows)
+
+
+def processing_table(results: dict[str, Any]) -> str:
+    """Per run: each stage's own processing time (done.processing_s) per audio second."""
+    rows = []
+    for run in results["runs"]:
+        per_audio_s = run["stages"]["processing_per_audio_s"]
+        for stage, seconds in run["stages"]["processing_s"].items():
+            rows.append([run["label"], stage, f"{seconds:.2f}", _s(per_audio_s[stage], 4)])
+    return table(["run", "stage", "processing s", "processing s / audio s"], rows)
+
+
 def cpu_table(results: dict[str, Any]) -> str:
     """CPU per process for every run: seconds, per audio second, share of one core."""
     rows = []
@@ -149,7 +214,7 @@ def markdown(results: dict[str, Any]) -> str:
         f"ctranslate2 {m['versions']['ctranslate2']}; "
         f"model {c['model']} on {c['device']}, compute type {c['compute_type']}, "
         f"beam {c['beam_size']}; "
-        f"speed x{c['speed']}.",
+        f"speed x{c['speed']}; pipeline {','.join(c['pipeline'])}.",
         "",
         "## One session at a time",
         "",
@@ -160,6 +225,20 @@ def markdown(results: dict[str, Any]) -> str:
         sweep_table(results),
         "",
         f"Largest N with final p95 < {c['p95_limit_s']:.0f} s: {results['max_sessions_ok']}",
+        "",
+        "## Stages behind their finals",
+        "",
+        "Lags in ms, each from the events' own `emitted_at`: enrich lag = `segment_enriched`"
+        " minus its `segment_finalized`; semantic lag = the first `semantic_update` holding a"
+        " final minus that final (risk: the finals whose first update carries risk tags);"
+        " interruption lag = the `analytics_snapshot` raising the count minus the earliest"
+        " final since the snapshot before it (an upper bound).",
+        "",
+        stages_table(results),
+        "",
+        "Each stage's own processing time (`done.processing_s`):",
+        "",
+        processing_table(results),
         "",
         "## CPU",
         "",

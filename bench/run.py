@@ -23,12 +23,21 @@ from bench.analysis import pooled_latencies, session_result, streaming_hypothese
 from bench.machine import machine_info, source_revision, system_busy_s
 from bench.offline import offline_results
 from bench.reference import Reference, default_files, load_reference, word_errors
-from bench.report import cpu_table, decode_table, files_table, markdown, sweep_table
+from bench.report import (
+    cpu_table,
+    decode_table,
+    files_table,
+    markdown,
+    stages_table,
+    sweep_table,
+)
 from bench.session import SessionRecord, run_session
 from bench.stack import BenchStack
+from bench.stages import TARGETS, records_summary, stages_line
 from services.asr.settings import AsrSettings
+from shared import stages
 from shared.bus import connect
-from shared.settings import ENV_PREFIX, BusSettings, Settings
+from shared.settings import DEFAULT_PIPELINE, ENV_PREFIX, BusSettings, Settings
 
 RESULTS = Path(__file__).parent / "results"
 # The budget a real-time UI gives a final (latency of a line appearing as final).
@@ -47,6 +56,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--speed", type=float, default=1.0, metavar="X", help="x real time (1.0)")
     p.add_argument("--stagger", type=float, default=1.0, metavar="S", help="start gap (1.0 s)")
     p.add_argument("--compute-type", default=None, help="asr compute type (default: the worker's)")
+    p.add_argument(
+        "--pipeline",
+        default=",".join(DEFAULT_PIPELINE),
+        metavar="STAGES",
+        help="stages to run, in order; e.g. ingest,asr for asr alone (default: %(default)s)",
+    )
     p.add_argument(
         "--worker-env",
         action="append",
@@ -70,12 +85,23 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         name, sep, _value = item.partition("=")
         if not sep or not name.startswith(ENV_PREFIX):
             p.error(f"--worker-env {item!r} is not {ENV_PREFIX}NAME=VALUE")
+        if name == f"{ENV_PREFIX}PIPELINE":
+            p.error(f"set the stages with --pipeline, not --worker-env {name}")
+    args.pipeline = tuple(s.strip() for s in args.pipeline.split(",") if s.strip())
+    unknown = sorted(set(args.pipeline) - set(stages.discover()))
+    if unknown or not {"ingest", "asr"} <= set(args.pipeline):
+        p.error(
+            f"--pipeline needs ingest and asr, and installed stages only "
+            f"({', '.join(sorted(stages.discover()))}); unknown: {', '.join(unknown) or '-'}"
+        )
     return args
 
 
 def worker_env(args: argparse.Namespace) -> dict[str, str]:
     """The settings the workers get on top of their defaults."""
     env = dict(item.split("=", 1) for item in args.worker_env)
+    # `done` waits for exactly the stages that run (no done timeout for an absent one).
+    env[f"{ENV_PREFIX}PIPELINE"] = ",".join(args.pipeline)
     if args.compute_type:
         env[f"{ENV_PREFIX}ASR_COMPUTE_TYPE"] = args.compute_type
     return env
@@ -151,6 +177,7 @@ async def run_group(
     # Whatever else ran on the machine meanwhile competed for the same cores.
     other_s = max(0.0, system_busy_s() - machine_before - ours_s)
     audio_s = sum(r.reference.duration_s for r in records)
+    stage_summary = records_summary(records, args.pipeline)
     result = {
         "label": label,
         "n": len(records),
@@ -169,7 +196,10 @@ async def run_group(
         "other_processes_cores": round(other_s / wall_s, 3),
         "other_processes_cores_before": round(other_before, 3),
         "decode": _decode_stats(decode_before, decode_after, wall_s),
-        "sessions": [session_result(r) for r in records],
+        "sessions": [
+            {**session_result(r), "stages": records_summary([r], args.pipeline)} for r in records
+        ],
+        "stages": stage_summary,
     }
     for r in records:
         print("  " + r.progress_line(), flush=True)
@@ -181,6 +211,7 @@ async def run_group(
         f"{result['other_processes_cores']:.2f} cores",
         flush=True,
     )
+    print("   " + stages_line(stage_summary), flush=True)
     return result, records
 
 
@@ -198,9 +229,10 @@ async def _print_progress(
         cpu = stack.cpu()
         used = {p: (cpu[p] - cpu_before[p]) / elapsed for p in cpu}
         other = (system_busy_s() - machine_before) / elapsed - sum(used.values())
+        busy = ", ".join(f"{stage} {used[stage]:.2f}" for stage in stack.stages)
         print(
-            f"  [{label} +{elapsed:4.0f}s] cores busy: ingest {used['ingest']:.2f}, "
-            f"asr {used['asr']:.2f}, other processes {max(other, 0.0):.2f}",
+            f"  [{label} +{elapsed:4.0f}s] cores busy: {busy}, "
+            f"other processes {max(other, 0.0):.2f}",
             flush=True,
         )
         for r in records:
@@ -229,7 +261,9 @@ def _decode_stats(
 
 
 def sweep(
-    runs: list[dict[str, Any]], records: dict[str, list[SessionRecord]]
+    runs: list[dict[str, Any]],
+    records: dict[str, list[SessionRecord]],
+    pipeline: Sequence[str] = DEFAULT_PIPELINE,
 ) -> list[dict[str, Any]]:
     """Runs grouped by N (the N=1 runs of every file pool into one level)."""
     levels = []
@@ -272,6 +306,7 @@ def sweep(
                     3,
                 ),
                 "ok": complete and p95 is not None and p95 < P95_LIMIT_S,
+                "stages": records_summary(recs, pipeline),
             }
         )
     return levels
@@ -291,10 +326,12 @@ async def streaming(
     refs: list[Reference], args: argparse.Namespace, log_dir: Path
 ) -> tuple[list[dict[str, Any]], dict[str, list[SessionRecord]]]:
     env = worker_env(args)
-    print("starting redis-server + ingest and asr workers (model load) ...", flush=True)
+    print(
+        f"starting redis-server + {', '.join(args.pipeline)} workers (model load) ...", flush=True
+    )
     runs: list[dict[str, Any]] = []
     records: dict[str, list[SessionRecord]] = {}
-    with BenchStack(log_dir, extra_env=env) as stack:
+    with BenchStack(log_dir, stages=args.pipeline, extra_env=env) as stack:
         print(f"workers ready; logs in {log_dir}", flush=True)
         for label, group in plan(refs, args):
             result, recs = await run_group(stack, label, group, args)
@@ -331,7 +368,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.no_offline:
         print("\n== offline baseline: faster-whisper transcribe on each whole file", flush=True)
         offline = offline_results(refs, asr)
-    levels = sweep(runs, records)
+    levels = sweep(runs, records, args.pipeline)
     first = runs[0]["sessions"][0]
     results: dict[str, Any] = {
         "machine": machine_info(),
@@ -341,6 +378,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "device": first.get("device"),
             "compute_type": first.get("compute_type"),
             "beam_size": first.get("beam_size"),
+            "pipeline": list(args.pipeline),
+            "stage_targets": TARGETS,
             "speed": args.speed,
             "stagger_s": args.stagger,
             "quick": args.quick,
@@ -358,7 +397,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(
         "\n"
         + "\n\n".join(
-            [files_table(results), sweep_table(results), cpu_table(results), decode_table(results)]
+            [
+                files_table(results),
+                sweep_table(results),
+                stages_table(results),
+                cpu_table(results),
+                decode_table(results),
+            ]
         )
     )
     print(f"\nlargest N with final p95 < {P95_LIMIT_S:.0f} s: {results['max_sessions_ok']}")

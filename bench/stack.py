@@ -17,7 +17,7 @@ from typing import IO
 import psutil
 from prometheus_client.parser import text_string_to_metric_families
 
-from shared.settings import ENV_PREFIX
+from shared.settings import DEFAULT_PIPELINE, ENV_PREFIX
 from streamscribe.embedded import RedisServerProcess, free_port
 
 
@@ -58,14 +58,16 @@ class BenchStack:
     """Embedded redis-server and one worker process per stage, each with a health port.
 
     Workers get production defaults; only the Redis URL, the health endpoint and the
-    `extra_env` settings (e.g. STREAMSCRIBE_ASR_COMPUTE_TYPE) are set.
+    `extra_env` settings (e.g. STREAMSCRIBE_ASR_COMPUTE_TYPE) are set. Running fewer
+    `stages` than the default pipeline needs STREAMSCRIBE_PIPELINE in `extra_env` too,
+    or every `done` waits out the done timeout for the stages not running.
     """
 
     def __init__(
         self,
         log_dir: Path,
         *,
-        stages: tuple[str, ...] = ("ingest", "asr"),
+        stages: tuple[str, ...] = DEFAULT_PIPELINE,
         extra_env: dict[str, str] | None = None,
         ready_timeout_s: float = 180.0,
     ) -> None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bench.latency import summarize
+from bench.session import SessionRecord
 from shared.schemas import (
     AnalyticsSnapshot,
     Done,
@@ -192,6 +193,51 @@ def stage_summary(sessions: Sequence[SessionEvents], pipeline: Sequence[str]) ->
         },
         "unfinished": sorted(set(not_finished)),
     }
+
+
+def records_summary(records: Sequence[SessionRecord], pipeline: Sequence[str]) -> dict[str, Any]:
+    """`stage_summary` of benchmark sessions (audio: each recording's duration)."""
+    return stage_summary(
+        [SessionEvents(r.stage_events, r.reference.duration_s) for r in records], pipeline
+    )
+
+
+def stages_line(summary: dict[str, Any]) -> str:
+    """One printed line: enrich and semantic lag against their targets, cost per audio s."""
+    parts = []
+    if (enrich := summary["enrich"]) is not None:
+        lag = enrich["lag_s"]
+        once = (
+            "yes"
+            if enrich["exactly_once"]
+            else (
+                f"NO (missing {len(enrich['missing'])}, duplicated {len(enrich['duplicated'])}, "
+                f"unexpected {len(enrich['unexpected'])})"
+            )
+        )
+        parts.append(
+            f"enrich lag p50 {_ms(lag['p50'])} p95 {_ms(lag['p95'])} "
+            f"(targets {_ms(ENRICH_LAG_P50_TARGET_S)}/{_ms(ENRICH_LAG_P95_TARGET_S)}), "
+            f"{enrich['enriched']}/{enrich['finals_with_text']} enriched, exactly once: {once}"
+        )
+    if (semantic := summary["semantic"]) is not None:
+        lag, risk = semantic["lag_s"], semantic["risk_tag_lag_s"]
+        inter = semantic["interruption_lag_s"]
+        parts.append(
+            f"semantic lag p50 {_ms(lag['p50'])} p95 {_ms(lag['p95'])}; risk-tagged "
+            f"({risk['n']}) p95 {_ms(risk['p95'])} max {_ms(risk['max'])}, interruptions "
+            f"({inter['n']}) p95 {_ms(inter['p95'])} max {_ms(inter['max'])} "
+            f"(target {_ms(SEMANTIC_ALERT_TARGET_S)})"
+        )
+    cost = ", ".join(f"{k} {v:.4f}" for k, v in summary["processing_per_audio_s"].items())
+    parts.append(f"processing s/audio s: {cost or '-'}")
+    if summary["unfinished"]:
+        parts.append(f"UNFINISHED stages: {', '.join(summary['unfinished'])}")
+    return "; ".join(parts)
+
+
+def _ms(seconds: float | int | None) -> str:
+    return "-" if seconds is None else f"{1000 * seconds:.0f} ms"
 
 
 def _enrich_json(check: EnrichCheck) -> dict[str, Any]:

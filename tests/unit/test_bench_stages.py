@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from bench.report import processing_table, stages_table
+from bench.run import parse_args, worker_env
 from bench.stages import (
+    TARGETS,
     SessionEvents,
     enrich_check,
     interruption_lags,
@@ -26,6 +29,7 @@ from shared.schemas import (
     SpeakerStats,
     Turn,
 )
+from shared.settings import DEFAULT_PIPELINE
 
 T0 = 1_700_000_000.0
 SID = "s1"
@@ -175,3 +179,36 @@ def test_summary_leaves_out_stages_not_in_the_pipeline_and_flags_slow_enrich() -
     # p50 0.35 s is over the 150 ms target.
     assert full["enrich"]["meets_target"] is False
     assert full["enrich"]["exactly_once"] is True
+
+
+def test_report_shows_lags_in_ms_next_to_targets() -> None:
+    events: list[Event] = [
+        final("a", 1.0),
+        enriched("a", 1.125),
+        update(["a"], 1.25, ["pricing"]),
+        done(2.0, {"asr": 2.0, "enrich": 0.1, "semantic": 0.01}),
+    ]
+    summary = stage_summary([SessionEvents(events, audio_s=10.0)], DEFAULT_PIPELINE)
+    results = {
+        "config": {"stage_targets": TARGETS},
+        "runs": [{"label": "N=1 x", "stages": summary}],
+    }
+    row = stages_table(results).splitlines()[2]
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[:8] == ["N=1 x", "1/1", "yes", "125", "125", "yes", "250", "250"]
+    assert "enrich lag p95 (<= 300)" in stages_table(results)
+    assert "| semantic | 0.01" in processing_table(results)
+
+
+def test_pipeline_flag_reaches_the_workers_and_defaults_to_every_stage() -> None:
+    default = parse_args([])
+    assert default.pipeline == DEFAULT_PIPELINE
+    assert worker_env(default)["STREAMSCRIBE_PIPELINE"] == "ingest,asr,enrich,semantic"
+    asr_only = parse_args(["--quick", "--pipeline", "ingest, asr"])
+    assert asr_only.pipeline == ("ingest", "asr")
+    assert worker_env(asr_only)["STREAMSCRIBE_PIPELINE"] == "ingest,asr"
+    for bad in (["--pipeline", "ingest,enrich"], ["--pipeline", "ingest,asr,nope"]):
+        with pytest.raises(SystemExit):
+            parse_args(bad)
+    with pytest.raises(SystemExit):
+        parse_args(["--worker-env", "STREAMSCRIBE_PIPELINE=ingest,asr"])
