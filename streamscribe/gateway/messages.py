@@ -46,6 +46,9 @@ class Outgoing:
     # Sent last: the connection is closed with this code after it.
     close_code: int | None = None
     close_reason: str = ""
+    # The event's JSON as stored, for protocols that map events their own way (a
+    # Deepgram-compatible endpoint reuses the feeds, queues and resume with it).
+    raw: bytes = b""
 
 
 def event_message(raw: bytes) -> Outgoing:
@@ -69,6 +72,7 @@ def event_message(raw: bytes) -> Outgoing:
         coalescable=event_type == "partial_segment",
         close_code=CLOSE_NORMAL if event_type == "done" else None,
         close_reason="session ended" if event_type == "done" else "",
+        raw=raw,
     )
 
 
