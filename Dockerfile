@@ -31,7 +31,7 @@ COPY streamscribe ./streamscribe
 # DL3013: versions come from constraints.txt; the CUDA wheels follow CTranslate2 (CUDA 12, cuDNN 9).
 # hadolint ignore=DL3013
 RUN PIP_CONSTRAINT=constraints.txt pip install --index-url "$TORCH_INDEX_URL" torch \
- && PIP_CONSTRAINT=constraints.txt pip install . \
+ && PIP_CONSTRAINT=constraints.txt pip install ".[all]" \
  && if [ "$WITH_CUDA" = "1" ]; then \
         pip install nvidia-cublas-cu12 "nvidia-cudnn-cu12==9.*"; \
     fi \
