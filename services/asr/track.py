@@ -117,3 +117,22 @@ class Track:
 
     def oldest_id(self) -> str | None:
         return self.chunks[0][0] if self.chunks else None
+
+    def to_state(self) -> dict[str, Any]:
+        """What a takeover needs of this track (the tracker's checkpoint holds one each)."""
+        return {
+            "committed_pos": self.committed_pos,
+            "open_start": self.utt_start,
+            "text_tail": self.committed_text,
+            "finals": self.finals,
+            "history": [[pos, text] for pos, text in self.history],
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Continue from `to_state()`: audio is re-read from the committed position on."""
+        self.committed_pos = self.pos = int(state["committed_pos"])
+        self.committed_text = state.get("text_tail", "")
+        self.finals = int(state.get("finals", 0))
+        self.history = [(int(pos), str(text)) for pos, text in state.get("history", [])]
+        if state.get("open_start") is not None:
+            self.utt_start = int(state["open_start"])

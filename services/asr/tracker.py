@@ -74,13 +74,7 @@ class SessionTracker:
         self.resume_id: str | None = state.get("resume_id")
         self.processing_s = float(state.get("summary", {}).get("processing_s", 0.0))
         for ch_text, t in state.get("tracks", {}).items():
-            track = self._track(int(ch_text))
-            track.committed_pos = track.pos = int(t["committed_pos"])
-            track.committed_text = t.get("text_tail", "")
-            track.finals = int(t.get("finals", 0))
-            track.history = [(int(pos), str(text)) for pos, text in t.get("history", [])]
-            if t.get("open_start") is not None:
-                track.utt_start = int(t["open_start"])
+            self._track(int(ch_text)).restore(t)
 
     def checkpoint(self) -> dict[str, Any]:
         # Held audio is context for decodes to come; once finished there are none.
@@ -88,16 +82,7 @@ class SessionTracker:
         resume = min(ids, key=_id_key) if ids and not self.finished else self.last_id
         return {
             "resume_id": resume,
-            "tracks": {
-                str(ch): {
-                    "committed_pos": t.committed_pos,
-                    "open_start": t.utt_start,
-                    "text_tail": t.committed_text,
-                    "finals": t.finals,
-                    "history": [[pos, text] for pos, text in t.history],
-                }
-                for ch, t in self.tracks.items()
-            },
+            "tracks": {str(ch): t.to_state() for ch, t in self.tracks.items()},
             "summary": {
                 "segments": sum(t.finals for t in self.tracks.values()),
                 "model": self.provenance.model,
