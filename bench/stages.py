@@ -181,7 +181,8 @@ def stage_summary(sessions: Sequence[SessionEvents], pipeline: Sequence[str]) ->
         semantic.interruption_lags_s += m.interruption_lags_s
         processing.update(processing_s(s.events))
         not_finished += unfinished(s.events)
-    audio_s = sum(s.audio_s for s in sessions)
+    # Only sessions whose `done` reported their processing time count as audio for it.
+    audio_s = sum(s.audio_s for s in sessions if processing_s(s.events))
     return {
         "pipeline": list(pipeline),
         "enrich": _enrich_json(enrich) if "enrich" in pipeline else None,

@@ -155,17 +155,23 @@ def test_summary_pools_sessions_and_divides_processing_by_audio() -> None:
     one.append(done(2.0, {"asr": 3.0, "enrich": 0.5}))
     other = [final("a", 1.0, sid="s2"), update(["a"], 1.4), done(2.0, {"asr": 1.0, "enrich": 0.3})]
     summary = stage_summary(
-        [SessionEvents(one, audio_s=10.0), SessionEvents(other, audio_s=30.0)],
+        [
+            SessionEvents(one, audio_s=10.0),
+            SessionEvents(other, audio_s=30.0),
+            # Timed out before `done`: its audio has no processing time to go with.
+            SessionEvents([final("z", 1.0, sid="s3"), enriched("z", 1.1)], audio_s=100.0),
+        ],
         ("ingest", "asr", "enrich", "semantic"),
     )
     assert summary["processing_per_audio_s"] == {"asr": pytest.approx(0.1), "enrich": 0.02}
     enrich = summary["enrich"]
     assert enrich["missing"] == ["s2/a"]
     assert enrich["exactly_once"] is False
-    assert enrich["lag_s"]["n"] == 1 and enrich["lag_s"]["p50"] == pytest.approx(0.1)
+    assert enrich["lag_s"]["n"] == 2 and enrich["lag_s"]["p50"] == pytest.approx(0.1)
     assert enrich["meets_target"] is True
     semantic = summary["semantic"]
     assert semantic["lag_s"]["n"] == 2 and semantic["lag_s"]["max"] == pytest.approx(0.4)
+    assert semantic["without_update"] == ["s3/z"]
     assert semantic["risk_tag_lag_s"]["max"] == pytest.approx(0.2)
     assert semantic["risk_tag_meets_target"] is True
     assert semantic["interruption_meets_target"] is None
