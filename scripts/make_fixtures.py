@@ -11,6 +11,11 @@ utterance:
     {"sample_rate", "channels", "duration_s", "text",
      "utterances": [{"speaker", "channel", "start_s", "end_s", "text"}]}
 
+A fixture that plants things for a test to find (questions, action items, risk
+terms, an overlap) lists them by utterance index under "planted".  In a stereo
+fixture an utterance may start a fixed time before the previous one ends (an
+interruption on the other channel).
+
 The output is deterministic: voices, rates, pitches, pauses and noise seeds are
 fixed here, sox runs in repeatable mode without dither, and the noise is made by
 Python's seeded PRNG.  Only Python 3.11+ stdlib plus the espeak-ng, sox and flac
@@ -75,6 +80,14 @@ class Fixture:
     lines: list[tuple[str, str]] = field(default_factory=list)  # (speaker, text)
     stereo: bool = False  # speaker N only on channel N
     noise_only_s: float = 0.0  # >0: a no-speech fixture (see make_noise_fixture)
+    pause_range_s: tuple[float, float] = PAUSE_RANGE_S
+    noise_floor_dbfs: float | None = NOISE_FLOOR_DBFS  # None: digital silence between speech
+    speech_peak_dbfs: float = SPEECH_PEAK_DBFS
+    precision_bits: int = 16  # fewer: samples rounded to a coarser step (FLAC drops the bits)
+    # Utterance index -> seconds it starts before the previous utterance ends (stereo).
+    overlaps_s: dict[int, float] = field(default_factory=dict)
+    # What the fixture plants for a test, by utterance index; copied into the sidecar.
+    planted: dict[str, Any] = field(default_factory=dict)
 
 
 CONV_SHORT = Fixture(
@@ -102,6 +115,62 @@ CALL_STEREO = Fixture(
         ("spk_0", "I see a duplicate charge on that invoice."),
         ("spk_1", "Please remove it and send me a new copy."),
     ],
+)
+
+# A support call for the semantic stage: agent on channel 0, customer on channel 1. It
+# plants questions (some worded as requests, which ASR may leave without a '?'), action
+# items with their speaker, one turn per risk tag, neutral turns, and one interruption:
+# the customer cuts in 1.5 s before the agent's utterance 6 ends. Every other pause is at
+# least 0.8 s. To keep 45 s of stereo under 400 KB it is coded like a VoIP call with
+# silence suppression: digital silence between utterances (a noise floor alone costs
+# about 2 bits a sample in FLAC), speech peaking at -9 dBFS, 12-bit precision (the
+# rounding noise sits near -77 dBFS).
+SUPPORT_CALL = Fixture(
+    name="support_call",
+    path="tests/fixtures/support_call.flac",
+    stereo=True,
+    pause_range_s=(0.8, 1.0),
+    noise_floor_dbfs=None,
+    speech_peak_dbfs=-9.0,
+    precision_bits=12,
+    overlaps_s={7: 1.5},
+    lines=[
+        ("spk_0", "Support desk, how can I help?"),
+        ("spk_1", "Hi, the price went up again."),
+        ("spk_0", "Could you tell me the email on your account."),
+        ("spk_1", "It is the one I used when I signed up."),
+        ("spk_0", "Thanks, let me check your account."),
+        ("spk_1", "Your prices are too expensive for me."),
+        ("spk_0", "I understand, we have a smaller plan with the same features."),
+        ("spk_1", "No, I just want to cancel my subscription today."),
+        ("spk_0", "We'll refund the charge, and I will send you the confirmation email."),
+        ("spk_1", "I want to speak to a supervisor."),
+        ("spk_0", "Do you want me to transfer you now."),
+        ("spk_1", "I will wait. What is the reference number."),
+        ("spk_0", "It is in the email."),
+    ],
+    planted={
+        # Utterance indices. Questions: one per listed utterance.
+        "questions": [0, 2, 10, 11],
+        # Commitments: the utterance, its speaker and the words that commit.
+        "actions": [
+            {"utterance": 4, "speaker": "spk_0", "text": "let me check your account"},
+            {"utterance": 8, "speaker": "spk_0", "text": "We'll refund the charge"},
+            {"utterance": 8, "speaker": "spk_0", "text": "I will send you the confirmation email"},
+            {"utterance": 11, "speaker": "spk_1", "text": "I will wait"},
+        ],
+        # Utterance index (as a string: JSON keys) -> the risk tags it must carry.
+        "risk": {
+            "1": ["pricing"],
+            "5": ["pricing"],
+            "7": ["churn_risk"],
+            "8": ["pricing"],
+            "9": ["escalation"],
+        },
+        "neutral": [3, 6, 12],
+        # The customer's utterance 7 starts 1.5 s before the agent's utterance 6 ends.
+        "interruptions": [{"utterance": 7, "by": "spk_1", "of": "spk_0", "interrupted": 6}],
+    },
 )
 
 NOISE = Fixture(name="noise", path="tests/fixtures/noise.flac", noise_only_s=4.0)
@@ -177,7 +246,16 @@ SAMPLE = Fixture(
     ],
 )
 
-FIXTURES: list[Fixture] = [CONV_SHORT, CALL_STEREO, NOISE, MEETING_A, MEETING_B, CALL_C, SAMPLE]
+FIXTURES: list[Fixture] = [
+    CONV_SHORT,
+    CALL_STEREO,
+    SUPPORT_CALL,
+    NOISE,
+    MEETING_A,
+    MEETING_B,
+    CALL_C,
+    SAMPLE,
+]
 
 
 # --------------------------------------------------------------------------- tools
@@ -225,7 +303,9 @@ def write_wav16(path: Path, channels: list[array[int]]) -> None:
         w.writeframes(interleaved.tobytes())
 
 
-def synthesize(text: str, voice: Voice, workdir: Path) -> array[int]:
+def synthesize(
+    text: str, voice: Voice, workdir: Path, peak_dbfs: float = SPEECH_PEAK_DBFS
+) -> array[int]:
     """Speak ``text`` and return tight (leading/trailing-silence-trimmed) 16 kHz samples."""
     raw = workdir / "raw.wav"
     clip = workdir / "clip.wav"
@@ -250,7 +330,7 @@ def synthesize(text: str, voice: Voice, workdir: Path) -> array[int]:
             "silence", "1", "0.005", "0.3%",
             "reverse",
             "rate", "-v", str(SAMPLE_RATE),
-            "norm", str(SPEECH_PEAK_DBFS),
+            "norm", str(peak_dbfs),
         ]
     )  # fmt: skip
     return read_wav_mono16(clip)
@@ -264,12 +344,12 @@ def encode_flac(wav: Path, flac: Path) -> None:
 # --------------------------------------------------------------------------- signals
 
 
-def noise_floor(n: int, seed: str) -> list[float]:
-    """Gaussian 'room tone' at NOISE_FLOOR_DBFS RMS, low-passed (one pole) to a
-    brownish hiss: sounds like a quiet room and keeps the FLAC files small."""
+def noise_floor(n: int, seed: str, dbfs: float = NOISE_FLOOR_DBFS) -> list[float]:
+    """Gaussian 'room tone' at `dbfs` RMS, low-passed (one pole) to a brownish
+    hiss: sounds like a quiet room and keeps the FLAC files small."""
     rng = random.Random(seed)
     a = 0.9  # pole; the innovation is scaled so the output RMS stays at the target
-    sigma = FULL_SCALE * 10 ** (NOISE_FLOOR_DBFS / 20) * math.sqrt(1 - a * a)
+    sigma = FULL_SCALE * 10 ** (dbfs / 20) * math.sqrt(1 - a * a)
     out = [0.0] * n
     y = 0.0
     gauss = rng.gauss
@@ -299,26 +379,40 @@ def pink_noise(n: int, seed: str, rms_dbfs: float) -> list[float]:
     return out
 
 
-def to_int16(signal: list[float]) -> array[int]:
-    return array("h", (max(-32768, min(32767, round(v))) for v in signal))
+def to_int16(signal: list[float], precision_bits: int = 16) -> array[int]:
+    if precision_bits == 16:
+        return array("h", (max(-32768, min(32767, round(v))) for v in signal))
+    step = 1 << (16 - precision_bits)
+    top = 32768 - step
+    return array("h", (max(-32768, min(top, step * round(v / step))) for v in signal))
 
 
-def pauses_for(name: str, count: int) -> list[float]:
+def pauses_for(
+    name: str, count: int, pause_range_s: tuple[float, float] = PAUSE_RANGE_S
+) -> list[float]:
     rng = random.Random(f"{name}:pauses")
-    return [round(rng.uniform(*PAUSE_RANGE_S), 2) for _ in range(count)]
+    return [round(rng.uniform(*pause_range_s), 2) for _ in range(count)]
 
 
 # --------------------------------------------------------------------------- fixtures
 
 
 def make_speech_fixture(fx: Fixture, workdir: Path) -> dict[str, Any]:
-    clips = [synthesize(text, VOICES[spk], workdir) for spk, text in fx.lines]
-    gaps = pauses_for(fx.name, len(clips) - 1)
+    clips = [synthesize(text, VOICES[spk], workdir, fx.speech_peak_dbfs) for spk, text in fx.lines]
+    gaps = pauses_for(fx.name, len(clips) - 1, fx.pause_range_s)
+    if fx.overlaps_s and not fx.stereo:
+        raise ValueError(f"{fx.name}: overlapping utterances need one channel per speaker")
 
     utterances = []
     pos = round(LEAD_IN_S * SAMPLE_RATE)
     placements = []
     for i, ((spk, text), clip) in enumerate(zip(fx.lines, clips, strict=True)):
+        if i in fx.overlaps_s:
+            # Start before the previous utterance ends; what follows waits for both.
+            start = placements[-1][0] + len(placements[-1][1])
+            pos = start - round(fx.overlaps_s[i] * SAMPLE_RATE)
+            if pos <= placements[-1][0]:
+                raise ValueError(f"{fx.name}: utterance {i} overlaps the whole previous one")
         placements.append((pos, clip, spk))
         channel = int(spk.split("_")[1]) if fx.stereo else None
         utterances.append(
@@ -330,20 +424,25 @@ def make_speech_fixture(fx: Fixture, workdir: Path) -> dict[str, Any]:
                 "text": text,
             }
         )
-        pos += len(clip)
+        pos = max(p + len(c) for p, c, _ in placements)
         if i < len(gaps):
             pos += round(gaps[i] * SAMPLE_RATE)
     total = pos + round(TAIL_S * SAMPLE_RATE)
 
     n_channels = 2 if fx.stereo else 1
-    tracks = [noise_floor(total, f"{fx.name}:floor:{c}") for c in range(n_channels)]
+    tracks = [
+        noise_floor(total, f"{fx.name}:floor:{c}", fx.noise_floor_dbfs)
+        if fx.noise_floor_dbfs is not None
+        else [0.0] * total
+        for c in range(n_channels)
+    ]
     for start, clip, spk in placements:
         track = tracks[int(spk.split("_")[1])] if fx.stereo else tracks[0]
         for j, v in enumerate(clip):
             track[start + j] += v
 
     wav = workdir / "mix.wav"
-    write_wav16(wav, [to_int16(t) for t in tracks])
+    write_wav16(wav, [to_int16(t, fx.precision_bits) for t in tracks])
     encode_flac(wav, ROOT / fx.path)
     return {
         "sample_rate": SAMPLE_RATE,
@@ -351,6 +450,7 @@ def make_speech_fixture(fx: Fixture, workdir: Path) -> dict[str, Any]:
         "duration_s": round(total / SAMPLE_RATE, 3),
         "text": " ".join(text for _, text in fx.lines),
         "utterances": utterances,
+        **({"planted": fx.planted} if fx.planted else {}),
     }
 
 
