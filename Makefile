@@ -35,6 +35,9 @@ demo: setup
 
 bench: setup
 	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.enrich_speed
+	$(BIN)/python -m bench.semantic_speed
+	$(BIN)/python -m bench.gateway
 
 fixtures:
 	bash scripts/make_fixtures.sh

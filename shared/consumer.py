@@ -100,8 +100,9 @@ async def read_event_json(
 ) -> AsyncIterator[bytes]:
     """Yield each event's JSON exactly as stored, in seq order; with `follow`, until `done`.
 
-    A session that does not exist yet is waited for up to `session_wait_s` (default: 60 s
-    when following, else not at all), then UnknownSession is raised.
+    When following, a session that does not exist yet is waited for up to
+    `session_wait_s` (default 60 s), then UnknownSession is raised; without `follow`, an
+    unknown session simply has no events.
 
     The stream entry id of an event is `<seq>-0`, so reading from a seq is a range read.
     The raw bytes keep fields a newer writer added that this version's schema lacks.
@@ -109,9 +110,9 @@ async def read_event_json(
     is back, so nothing is skipped or repeated; after `outage_wait_s` of outage (0: at
     once) the error is raised.
     """
-    if session_wait_s is None:
-        session_wait_s = SESSION_WAIT_S if follow else 0.0
-    await wait_for_session(redis, session_id, session_wait_s, outage_wait_s=outage_wait_s)
+    if follow:
+        wait_s = SESSION_WAIT_S if session_wait_s is None else session_wait_s
+        await wait_for_session(redis, session_id, wait_s, outage_wait_s=outage_wait_s)
     stream = keys.events(session_id)
     lower = f"{max(from_seq, 1)}-0"
     last_id = f"{max(from_seq, 1) - 1}-0".encode()

@@ -77,8 +77,8 @@ class Subscriber:
         session_wait_s: float | None = None,
     ) -> None:
         self.redis = redis
-        # A session not created yet is waited for this long (default: 60 s when
-        # following, else not at all), then UnknownSession is raised.
+        # When following, a session not created yet is waited for this long (default
+        # 60 s), then UnknownSession is raised.
         self.session_wait_s = session_wait_s
         self.session_id = keys.check_session_id(session_id)
         self.follow = follow

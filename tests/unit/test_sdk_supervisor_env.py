@@ -13,6 +13,7 @@ def test_settings_survive_the_trip_through_the_environment() -> None:
     settings = Settings(
         bus=BusSettings(redis_url="redis://10.0.0.5:6380/2", block_ms=250, socket_timeout_s=2.5),
         stages={
+            **Settings.from_env({}).stages,  # every installed stage, at its defaults
             "ingest": IngestSettings(max_frame_bytes=4096, vad_threshold=0.35),
             "asr": AsrSettings(model="/models/small.en", device="cpu", beam_size=3),
         },
