@@ -147,7 +147,7 @@ def stages_table(results: dict[str, Any]) -> str:
         "run", "enriched", "exactly once",
         f"enrich lag p50 (<= {_ms(t['enrich_lag_p50_s'])})",
         f"enrich lag p95 (<= {_ms(t['enrich_lag_p95_s'])})", "enrich target",
-        "semantic lag p50", "semantic lag p95", "risk-tagged finals",
+        "semantic lag p50", "semantic lag p95", "finals raising a risk tag",
         f"risk lag p95 (<= {_ms(t['risk_tag_lag_p95_s'])})", "risk lag max", "interruptions",
         f"interruption lag p95 (<= {_ms(t['interruption_lag_p95_s'])})", "interruption lag max",
         "risk target", "unfinished",
@@ -230,7 +230,9 @@ def markdown(results: dict[str, Any]) -> str:
         "",
         "Lags in ms, each from the events' own `emitted_at`: enrich lag = `segment_enriched`"
         " minus its `segment_finalized`; semantic lag = the first `semantic_update` holding a"
-        " final minus that final (risk: the finals whose first update carries risk tags);"
+        " final minus that final (risk: the finals whose first update raises a risk tag its"
+        " turn did not carry before; JSON `risk_tagged_update_lag_s` has every final whose"
+        " first update carries any tag);"
         " interruption lag = the `analytics_snapshot` raising the count minus the earliest"
         " final since the snapshot before it (an upper bound).",
         "",

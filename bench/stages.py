@@ -62,8 +62,10 @@ class SemanticCheck:
     """Lag from each final with text to the first semantic_update whose turn holds it."""
 
     lags_s: list[float] = field(default_factory=list)
-    # The subset whose first update carries risk tags.
+    # The subset whose first update raises a risk tag its turn did not carry before (the
+    # alert a consumer acts on), and the wider one whose first update carries any tag.
     risk_lags_s: list[float] = field(default_factory=list)
+    risk_tagged_lags_s: list[float] = field(default_factory=list)
     without_update: list[str] = field(default_factory=list)
     # Per analytics snapshot that raised the interruption count: lag from the earliest
     # final published since the previous snapshot (an upper bound; the interrupting
@@ -101,19 +103,27 @@ def enrich_check(events: Sequence[Event]) -> EnrichCheck:
 def semantic_check(events: Sequence[Event]) -> SemanticCheck:
     """Semantic lag per final with text, its risk-tag subset, and interruption lags."""
     check = SemanticCheck()
-    first_update: dict[str, SemanticUpdate] = {}
+    # Per segment, the first update holding it and whether that update raised a tag.
+    first_update: dict[str, tuple[SemanticUpdate, bool]] = {}
+    turn_tags: dict[str, set[str]] = {}
     for e in events:
         if isinstance(e, SemanticUpdate):
+            tags = set(e.payload.risk_tags)
+            raised = bool(tags - turn_tags.get(e.id, set()))
+            turn_tags[e.id] = tags
             for sid in e.payload.turn.segment_ids:
-                first_update.setdefault(sid, e)
+                first_update.setdefault(sid, (e, raised))
     for f in _text_finals(events):
-        update = first_update.get(f.id)
-        if update is None:
+        found = first_update.get(f.id)
+        if found is None:
             check.without_update.append(f.id)
             continue
+        update, raised = found
         lag = update.emitted_at - f.emitted_at
         check.lags_s.append(lag)
         if update.payload.risk_tags:
+            check.risk_tagged_lags_s.append(lag)
+        if raised:
             check.risk_lags_s.append(lag)
     check.interruption_lags_s = interruption_lags(events)
     return check
@@ -177,6 +187,7 @@ def stage_summary(sessions: Sequence[SessionEvents], pipeline: Sequence[str]) ->
         m = semantic_check(s.events)
         semantic.lags_s += m.lags_s
         semantic.risk_lags_s += m.risk_lags_s
+        semantic.risk_tagged_lags_s += m.risk_tagged_lags_s
         semantic.without_update += [name + i for i in m.without_update]
         semantic.interruption_lags_s += m.interruption_lags_s
         processing.update(processing_s(s.events))
@@ -225,7 +236,7 @@ def stages_line(summary: dict[str, Any]) -> str:
         lag, risk = semantic["lag_s"], semantic["risk_tag_lag_s"]
         inter = semantic["interruption_lag_s"]
         parts.append(
-            f"semantic lag p50 {_ms(lag['p50'])} p95 {_ms(lag['p95'])}; risk-tagged "
+            f"semantic lag p50 {_ms(lag['p50'])} p95 {_ms(lag['p95'])}; risk tag raised "
             f"({risk['n']}) p95 {_ms(risk['p95'])} max {_ms(risk['max'])}, interruptions "
             f"({inter['n']}) p95 {_ms(inter['p95'])} max {_ms(inter['max'])} "
             f"(target {_ms(SEMANTIC_ALERT_TARGET_S)})"
@@ -262,9 +273,10 @@ def _semantic_json(check: SemanticCheck) -> dict[str, Any]:
     return {
         "lag_s": summarize(check.lags_s),
         "risk_tag_lag_s": risk,
+        "risk_tagged_update_lag_s": summarize(check.risk_tagged_lags_s),
         "interruption_lag_s": interruption,
         "without_update": check.without_update,
-        # None where the sessions had no risk-tagged final (no interruption).
+        # None where no final raised a risk tag (had an interruption).
         "risk_tag_meets_target": _under(risk["p95"], SEMANTIC_ALERT_TARGET_S)
         if check.risk_lags_s
         else None,

@@ -121,19 +121,25 @@ def test_semantic_lag_uses_the_first_update_holding_the_final() -> None:
     check = semantic_check(events)
     assert check.lags_s == pytest.approx([0.05, 0.3])
     assert check.risk_lags_s == pytest.approx([0.3])
+    assert check.risk_tagged_lags_s == pytest.approx([0.3])
     assert check.without_update == ["c"]
 
 
-def test_risk_subset_holds_only_finals_whose_update_carries_tags() -> None:
+def test_risk_subset_holds_the_finals_that_raise_a_tag_new_to_their_turn() -> None:
     events: list[Event] = [
         final("a", 1.0),
         update(["a"], 1.5),
         final("b", 2.0),
         update(["b"], 2.05, risk=["churn_risk"]),
+        final("c", 3.0),
+        update(["b", "c"], 3.08, risk=["churn_risk"]),  # the tag was already on the turn
+        final("d", 4.0),
+        update(["b", "c", "d"], 4.12, risk=["churn_risk", "pricing"]),
     ]
     check = semantic_check(events)
-    assert check.lags_s == pytest.approx([0.5, 0.05])
-    assert check.risk_lags_s == pytest.approx([0.05])
+    assert check.lags_s == pytest.approx([0.5, 0.05, 0.08, 0.12])
+    assert check.risk_lags_s == pytest.approx([0.05, 0.12])
+    assert check.risk_tagged_lags_s == pytest.approx([0.05, 0.08, 0.12])
 
 
 def test_interruption_lag_counts_from_the_earliest_final_since_the_last_snapshot() -> None:
