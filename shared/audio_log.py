@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -49,3 +49,14 @@ def float_to_pcm(samples: np.ndarray) -> bytes:
     clipped = np.clip(samples, -1.0, 32767.0 / 32768.0)
     pcm: bytes = (clipped * 32768.0).astype("<i2").tobytes()
     return pcm
+
+
+def window(chunks: Sequence[tuple[str, int, np.ndarray]], start: int, end: int) -> np.ndarray:
+    """Samples [start, end) of a track held as (entry id, first position, samples) chunks
+    in position order; only what the chunks hold (gaps are left out, not zero-filled)."""
+    parts = []
+    for _id, pos, samples in chunks:
+        lo, hi = max(start, pos), min(end, pos + len(samples))
+        if lo < hi:
+            parts.append(samples[lo - pos : hi - pos])
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)

@@ -148,7 +148,7 @@ def _from_env(default: T, group: str, env: Mapping[str, str]) -> T:
     for f in fields(default):  # type: ignore[arg-type]  # every settings group is a dataclass
         raw = env.get(env_name(group, f.name))
         if raw is not None:
-            values[f.name] = _coerce(raw, getattr(default, f.name), f.name)
+            values[f.name] = coerce_setting(raw, getattr(default, f.name), f.name)
     return replace(default, **values)  # type: ignore[type-var]  # as above
 
 
@@ -159,8 +159,12 @@ def env_name(group: str, field_name: str) -> str:
     return f"{ENV_PREFIX}{prefix}{field_name.upper()}"
 
 
-def _coerce(raw: str, default: Any, name: str) -> Any:
+def coerce_setting(raw: str, default: Any, name: str) -> Any:
+    """`raw` (an environment value) read as the type of `default`: bool (1/true/yes/on,
+    0/false/no/off), int, float, a tuple of comma-separated strings, or a string."""
     try:
+        if isinstance(default, tuple):
+            return tuple(t.strip() for t in raw.split(",") if t.strip())
         if isinstance(default, bool):
             if raw.lower() in ("1", "true", "yes", "on"):
                 return True

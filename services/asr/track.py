@@ -8,6 +8,7 @@ from typing import Any, Literal
 import numpy as np
 
 from services.asr.agreement import LocalAgreement
+from shared.audio_log import window
 from shared.protocol import WORKING_SAMPLE_RATE
 from shared.schemas import Segment, Word
 
@@ -105,12 +106,7 @@ class Track:
         return f"seg-{self.channel}-{self.utt_start}"
 
     def audio(self, start: int, end: int) -> np.ndarray:
-        parts = []
-        for _id, pos, samples in self.chunks:
-            lo, hi = max(start, pos), min(end, pos + len(samples))
-            if lo < hi:
-                parts.append(samples[lo - pos : hi - pos])
-        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
+        return window(self.chunks, start, end)
 
     def trim(self, keep_from: int) -> None:
         self.chunks = [c for c in self.chunks if c[1] + len(c[2]) > keep_from]

@@ -14,7 +14,7 @@ from typing import cast
 import numpy as np
 
 from shared import keys
-from shared.audio_log import from_fields, pcm_to_float
+from shared.audio_log import from_fields, pcm_to_float, window
 from shared.bus import Bus, StreamEntry, xrange, xread
 from shared.protocol import WORKING_SAMPLE_RATE
 from shared.schemas import AudioChunk, EndMark
@@ -45,12 +45,7 @@ class _Track:
         return pos + len(samples)
 
     def window(self, start: int, end: int) -> np.ndarray:
-        parts = []
-        for _id, pos, samples in self.chunks:
-            lo, hi = max(start, pos), min(end, pos + len(samples))
-            if lo < hi:
-                parts.append(samples[lo - pos : hi - pos])
-        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
+        return window(self.chunks, start, end)
 
 
 class AudioWindow:

@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
+from shared.settings import coerce_setting
+
 GATEWAY_ENV_PREFIX = "STREAMSCRIBE_GATEWAY_"
 
 
@@ -54,7 +56,7 @@ class GatewaySettings:
             raw = env.get(GATEWAY_ENV_PREFIX + f.name.upper())
             if raw is None:
                 continue
-            values[f.name] = _coerce(raw, getattr(default, f.name), f.name)
+            values[f.name] = coerce_setting(raw, getattr(default, f.name), f"gateway {f.name}")
         return replace(default, **values)
 
     def to_env(self) -> dict[str, str]:
@@ -69,20 +71,3 @@ class GatewaySettings:
     @property
     def auth_configured(self) -> bool:
         return bool(self.tokens or self.token_secret)
-
-
-def _coerce(raw: str, default: object, name: str) -> object:
-    try:
-        if isinstance(default, tuple):
-            return tuple(t.strip() for t in raw.split(",") if t.strip())
-        if isinstance(default, bool):
-            return raw.lower() in ("1", "true", "yes", "on")
-        if isinstance(default, int):
-            return int(raw)
-        if isinstance(default, float):
-            return float(raw)
-    except ValueError:
-        raise ValueError(
-            f"setting gateway {name}: cannot read {raw!r} as {type(default).__name__}"
-        ) from None
-    return raw

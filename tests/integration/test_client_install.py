@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -27,11 +28,19 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def client_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    venv = tmp_path_factory.mktemp("client") / "venv"
+    root = tmp_path_factory.mktemp("client")
+    # A copy of the sources, so the build's in-tree `build/` does not land in the checkout.
+    source = root / "src"
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for package in ("shared", "services", "streamscribe"):
+        shutil.copytree(ROOT / package, source / package, ignore=ignore)
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    venv = root / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
     env = {**os.environ, "PIP_CONSTRAINT": str(ROOT / "constraints.txt")}
     installed = subprocess.run(
-        [str(venv / "bin" / "pip"), "install", "--quiet", str(ROOT)],
+        [str(venv / "bin" / "pip"), "install", "--quiet", str(source)],
         env=env,
         capture_output=True,
         text=True,
