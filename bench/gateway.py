@@ -176,8 +176,7 @@ async def latency_run(
     cpu = sum(gateway.cpu_times()[:2]) - cpu_before
     ws = _percentiles(ws_latencies)
     baseline = _percentiles(direct_latencies)
-    added = {k: (round(ws[k] - baseline[k], 3) if ws[k] is not None and baseline[k] is not None
-                 else None) for k in ("p50_ms", "p95_ms")}  # fmt: skip
+    added = {k: _difference(ws[k], baseline[k]) for k in ("p50_ms", "p95_ms")}
     return {
         "clients": args.clients,
         "events_per_s": args.clients * args.rate,
@@ -344,3 +343,8 @@ def render(results: dict[str, Any]) -> str:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def _difference(a: float | None, b: float | None) -> float | None:
+    """a - b in ms, or None when either side has no value."""
+    return None if a is None or b is None else round(a - b, 3)
