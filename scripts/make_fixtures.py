@@ -136,22 +136,22 @@ SUPPORT_CALL = Fixture(
     overlaps_s={7: 1.5},
     lines=[
         ("spk_0", "Support desk, how can I help?"),
-        ("spk_1", "Hi, the price went up again."),
+        ("spk_1", "Hi, do you know why the price went up."),
         ("spk_0", "Could you tell me the email on your account."),
-        ("spk_1", "It is the one I used when I signed up."),
+        ("spk_1", "It is my work email."),
         ("spk_0", "Thanks, let me check your account."),
         ("spk_1", "Your prices are too expensive for me."),
-        ("spk_0", "I understand, we have a smaller plan with the same features."),
+        ("spk_0", "We have a smaller plan with the same features."),
         ("spk_1", "No, I just want to cancel my subscription today."),
         ("spk_0", "We'll refund the charge, and I will send you the confirmation email."),
         ("spk_1", "I want to speak to a supervisor."),
-        ("spk_0", "Do you want me to transfer you now."),
+        ("spk_0", "May I put you on hold while I transfer your call."),
         ("spk_1", "I will wait. What is the reference number."),
         ("spk_0", "It is in the email."),
     ],
     planted={
         # Utterance indices. Questions: one per listed utterance.
-        "questions": [0, 2, 10, 11],
+        "questions": [0, 1, 2, 10, 11],
         # Commitments: the utterance, its speaker and the words that commit.
         "actions": [
             {"utterance": 4, "speaker": "spk_0", "text": "let me check your account"},
