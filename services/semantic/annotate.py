@@ -65,6 +65,12 @@ _TASK_VERBS = _wordset(
     "send email call schedule book review check update remove forward share prepare "
     "confirm arrange set follow make fix refund reset resend submit sign"
 )
+_FIRST_PERSON = frozenset({"i", "we"})
+# Task verbs that, bare after "I"/"we", promise rather than describe: "make", "set" and
+# "follow" ("we make it easy", "we follow the rules") say how things are.
+_PRESENT_PROMISE_VERBS = _TASK_VERBS - _wordset("make set follow")
+# What joins one commitment to the next in a sentence ("…, and I'll …").
+_JOINER_TAIL = re.compile(r"(?:[\s,;]+(?:and|so|then|but|also))*[\s.!?,;]*$", re.IGNORECASE)
 # "let me know" asks the other side; "I will not" refuses.
 _NOT_AFTER: Mapping[str, frozenset[str]] = {
     "let_me": _wordset("know guess be see think ask"),
@@ -101,6 +107,13 @@ class Sentence:
     text: str
     tokens: tuple[Token, ...]
     segment_ids: tuple[str, ...]
+    # (start, end, segment id) of each segment's text within `text`.
+    spans: tuple[tuple[int, int, str], ...] = ()
+
+    def segments_of(self, start: int, end: int) -> list[str]:
+        """Ids of the segments that `text[start:end]` came from."""
+        ids = [sid for a, b, sid in self.spans if a < end and start < b]
+        return ids or list(self.segment_ids)
 
 
 def split_sentences(parts: Sequence[SegmentPart]) -> list[Sentence]:
@@ -121,7 +134,12 @@ def split_sentences(parts: Sequence[SegmentPart]) -> list[Sentence]:
         if start >= end:
             continue
         ids = tuple(sid for a, b, sid in spans if a < end and start < b)
-        sentences.append(Sentence(text[start:end], tuple(tokenize(text[start:end])), ids))
+        local = tuple(
+            (max(a, start) - start, min(b, end) - start, sid)
+            for a, b, sid in spans
+            if a < end and start < b
+        )
+        sentences.append(Sentence(text[start:end], tuple(tokenize(text[start:end])), ids, local))
     return sentences
 
 
@@ -161,46 +179,82 @@ def _starts_at(words: Sequence[str], i: int, pattern: Sequence[str]) -> bool:
     return tuple(words[i : i + len(pattern)]) == tuple(pattern)
 
 
-def find_action(sentence: Sentence, speaker_id: str, turn_id: str) -> Action | None:
-    """A commitment ("I'll send …") or a request ("Please send …", "Schedule …").
-
-    Never a question: "Will you send it?" asks, it neither commits nor instructs.
-    """
-    if _interrogative(sentence):
-        return None
-    words = [t.text for t in sentence.tokens]
-    for i in range(len(words)):
-        for phrase, name in _COMMITMENTS:
-            if not _starts_at(words, i, phrase):
-                continue
+def _commitment_at(words: Sequence[str], i: int) -> tuple[int, str] | None:
+    """(length, pattern) of a commitment that starts at word `i`, if one does."""
+    for phrase, name in _COMMITMENTS:
+        if _starts_at(words, i, phrase):
             after = words[i + len(phrase)] if i + len(phrase) < len(words) else ""
             if after in _NOT_AFTER.get(name, frozenset()):
-                continue
-            start = sentence.tokens[i].start
-            return Action(
-                text=sentence.text[start:].rstrip(".!?, "),
+                return None
+            return len(phrase), name
+    # "We refund the charge": tiny.en often drops the "'ll" of "we'll"/"I'll", leaving
+    # a first-person subject and a bare task verb. Only at the head of a clause, so "if
+    # we refund" or "when I call" stay conditions; a habitual "we refund within five
+    # days" counts too, which in a support call is a promise to the caller as well.
+    if (
+        words[i] in _FIRST_PERSON
+        and i + 1 < len(words)
+        and words[i + 1] in _PRESENT_PROMISE_VERBS
+        and (i == 0 or words[i - 1] in _DISCOURSE)
+    ):
+        return 1, "first_person"
+    return None
+
+
+def find_actions(sentence: Sentence, speaker_id: str, turn_id: str) -> list[Action]:
+    """Commitments ("I'll send …", each of "we'll refund it and I'll send …"), or else one
+    request ("Please send …", "Schedule …").
+
+    Never from a question: "Will you send it?" asks, it neither commits nor instructs.
+    """
+    if _interrogative(sentence):
+        return []
+    words = [t.text for t in sentence.tokens]
+    found: list[tuple[int, str]] = []  # (first word, pattern)
+    i = 0
+    while i < len(words):
+        hit = _commitment_at(words, i)
+        if hit is None:
+            i += 1
+            continue
+        found.append((i, hit[1]))
+        i += hit[0]
+    actions = []
+    for n, (first, name) in enumerate(found):
+        start = sentence.tokens[first].start
+        # Each commitment runs up to the next one, less the "and" that joins them.
+        end = sentence.tokens[found[n + 1][0]].start if n + 1 < len(found) else len(sentence.text)
+        text = _JOINER_TAIL.sub("", sentence.text[start:end])
+        actions.append(
+            Action(
+                text=text,
                 pattern=name,
                 speaker_id=speaker_id,
                 commitment=True,
                 turn_id=turn_id,
-                segment_ids=list(sentence.segment_ids),
+                segment_ids=sentence.segments_of(start, start + len(text)),
             )
+        )
+    if actions:
+        return actions
     opening = _opening(sentence.tokens)
     if sentence.text.endswith("?") or len(opening) < 2:
-        return None
+        return []
     if opening[0] == "please" or words[-1] == "please":
         kind = "request"
     elif opening[0] in _TASK_VERBS:
         kind = "imperative"
     else:
-        return None
-    return Action(
-        text=sentence.text.rstrip(".!?, "),
-        pattern=kind,
-        speaker_id=speaker_id,
-        turn_id=turn_id,
-        segment_ids=list(sentence.segment_ids),
-    )
+        return []
+    return [
+        Action(
+            text=sentence.text.rstrip(".!?, "),
+            pattern=kind,
+            speaker_id=speaker_id,
+            turn_id=turn_id,
+            segment_ids=list(sentence.segment_ids),
+        )
+    ]
 
 
 class RiskMatcher:
@@ -340,7 +394,7 @@ class Annotator:
         speaker = turn.speaker_id or ""
         sentences = split_sentences(revision.parts)
         risk_terms = self.risk.match([t for s in sentences for t in s.tokens])
-        actions = [a for s in sentences if (a := find_action(s, speaker, turn.id)) is not None]
+        actions = [a for s in sentences for a in find_actions(s, speaker, turn.id)]
         questions = [s.text for s in sentences if is_question(s)]
         corrections: list[str] = []
         corrected: list[str] = []

@@ -122,6 +122,55 @@ def test_commitments_are_actions_of_their_speaker(text: str, action: str, patter
     assert result.commitment_ledger_size == 1
 
 
+def test_each_commitment_of_a_compound_sentence_is_an_action() -> None:
+    # support_call.flac: two promises joined by "and" are two action items, each with
+    # its own text, not one action that swallows the second.
+    result = annotate(
+        "We'll refund the charge, and I will send you the confirmation email.", speaker="spk_0"
+    )
+    assert [(a.text, a.pattern, a.speaker_id) for a in result.actions] == [
+        ("We'll refund the charge", "we_will", "spk_0"),
+        ("I will send you the confirmation email", "i_will", "spk_0"),
+    ]
+    assert result.commitment_ledger_size == 2
+
+
+@pytest.mark.parametrize(
+    ("text", "actions"),
+    [
+        # tiny.en's streaming text of support_call.flac's "We'll refund the charge, and I
+        # will send you the confirmation email": the "'ll" is gone.
+        (
+            "We refund the charge and I will send you the confirmation email.",
+            [
+                ("We refund the charge", "first_person"),
+                ("I will send you the confirmation email", "i_will"),
+            ],
+        ),
+        ("Okay, I send you the link now.", [("I send you the link now", "first_person")]),
+    ],
+)
+def test_a_promise_whose_will_the_asr_dropped_is_still_a_commitment(
+    text: str, actions: list[tuple[str, str]]
+) -> None:
+    result = annotate(text, speaker="spk_0")
+    assert [(a.text, a.pattern) for a in result.actions] == actions
+    assert all(a.commitment and a.speaker_id == "spk_0" for a in result.actions)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "When I call, nobody answers.",
+        "If we refund the charge, the invoice changes.",
+        "Do we refund the charge?",
+        "We make it easy to switch plans.",
+    ],
+)
+def test_a_first_person_verb_inside_a_clause_or_question_is_no_commitment(text: str) -> None:
+    assert annotate(text).commitments == []
+
+
 @pytest.mark.parametrize(
     "text",
     [

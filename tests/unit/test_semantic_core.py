@@ -116,17 +116,19 @@ def test_semantic_updates_follow_turns_and_carry_the_planted_facts() -> None:
     assert finals["turn:seg-0-0"].question_count == 1
     assert finals["turn:seg-0-132000"].question_count == 1
     agent = finals["turn:seg-0-270000"]
-    assert [(a.speaker_id, a.commitment, a.segment_ids) for a in agent.actions] == [
-        ("spk_0", True, ["seg-0-270000", "seg-0-338000"])
+    # Two promises across two segments: two actions, each naming the segment it was said in.
+    assert [(a.text, a.speaker_id, a.commitment, a.segment_ids) for a in agent.actions] == [
+        ("I will send you a new copy today", "spk_0", True, ["seg-0-270000"]),
+        ("I'll waive the fee", "spk_0", True, ["seg-0-338000"]),
     ]
-    assert agent.commitment_ledger_size == 1
+    assert agent.commitment_ledger_size == 2
     assert agent.turn.segment_ids == ["seg-0-270000", "seg-0-338000"]
     correction = finals["turn:seg-1-246400"]
     assert correction.corrected_turn_ids == ["turn:seg-1-186000"]
     assert finals["turn:seg-1-352000"].risk_tags == ["escalation"]
     assert finals["turn:seg-1-440000"].risk_tags == []
     assert finals["turn:seg-1-440000"].context_size == 8
-    assert finals["turn:seg-1-440000"].commitment_ledger_size == 1
+    assert finals["turn:seg-1-440000"].commitment_ledger_size == 2
 
 
 def test_interim_updates_bring_risk_tags_with_the_segment() -> None:
