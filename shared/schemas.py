@@ -59,7 +59,11 @@ class StopMessage(Struct, kw_only=True, tag="stop", tag_field="type"):
     """The producer will send nothing more."""
 
 
-ProducerMessage = StartMessage | MediaMessage | StopMessage
+class FinalizeMessage(Struct, kw_only=True, tag="finalize", tag_field="type"):
+    """Close every open utterance at the audio received so far, as a VAD end would."""
+
+
+ProducerMessage = StartMessage | MediaMessage | StopMessage | FinalizeMessage
 
 
 # --- normalized audio log (stream `ss:{sid}:audio`) ---------------------------------------

@@ -122,6 +122,11 @@ class Producer:
         await self.redis.xadd(keys.inbox(keys.check_session_id(session_id)), stop_fields())
         self._configs.pop(session_id, None)
 
+    async def finalize(self, session_id: str) -> None:
+        """Close the session's open utterances now: each becomes a final at the audio sent
+        so far, as at a pause (Deepgram's `Finalize`); the session goes on."""
+        await self.redis.xadd(keys.inbox(keys.check_session_id(session_id)), finalize_fields())
+
     async def push_file(
         self,
         path: str | Path,
@@ -266,6 +271,11 @@ def media_fields(seq: int, data: bytes) -> dict[FieldT, EncodableT]:
 def stop_fields() -> dict[FieldT, EncodableT]:
     """The inbox message that ends a session's input."""
     return {"type": "stop"}
+
+
+def finalize_fields() -> dict[FieldT, EncodableT]:
+    """The inbox message that closes the open utterances at once."""
+    return {"type": "finalize"}
 
 
 async def _call(callback: Callable[..., object], *args: object) -> None:

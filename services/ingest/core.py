@@ -26,6 +26,10 @@ Error codes (`error` events of stage `ingest`; the entity makes replays dedupe):
 | internal             | ingest raised on this input (a bug): the session    | fatal: EndMark    |
 |                      | ends at the last committed audio                    |                   |
 
+A `finalize` message closes every open utterance at the audio received so far (the VAD's
+`pause` + `end` marks at that position, see StreamingVad.close_now); before `start` it
+does nothing.
+
 Entities: the inbox entry id for per-message errors, `<from>-<to>` for seq_gap, `session`
 for no_start and producer_timeout. At most MAX_ERRORS_PER_CODE events per code and
 session are published (fatal ones always); all are counted in the checkpoint (`errors`).
@@ -45,6 +49,7 @@ from services.ingest.reorder import Released, ReorderBuffer
 from services.ingest.settings import STAGE, IngestSettings
 from services.ingest.vad import SileroModel, StreamingVad, VadState
 from services.ingest.validate import (
+    Finalize,
     Media,
     Rejected,
     Start,
@@ -200,6 +205,9 @@ class IngestSession:
                 self._start(message.config, out)
         elif isinstance(message, Media):
             self._media(entry, message, out)
+        elif isinstance(message, Finalize):
+            if self.started:
+                self._finalize(out)
         elif isinstance(message, Stop):
             if not self.started:
                 self._error(out, "no_start", "stop before any valid start", "session")
@@ -294,6 +302,18 @@ class IngestSession:
         self._pending.clear()
         out.entries.extend(marks)
 
+    def _finalize(self, out: StepOutput) -> None:
+        """Close every open utterance at the audio released so far (producer `finalize`).
+
+        The batch's audio so far goes out first, so each mark lies inside the log and the
+        marks depend only on the messages before `finalize`, never on how the inbox was
+        cut into batches: a takeover replaying from the checkpoint derives the same marks.
+        Frames still waiting in the reorder window come after it.
+        """
+        self._emit_audio(out)
+        for track in sorted(self.vads):
+            out.entries.extend(self.vads[track].close_now(self.positions[track]))
+
     def _end(self, out: StepOutput) -> None:
         """Close the session for ingest: flush everything, final marks, EndMark."""
         if self._normalizer is not None:
@@ -372,9 +392,11 @@ class IngestSession:
         for track in state.get("tracks", []):
             channel, pos = int(track["channel"]), int(track["pos"])
             vad_state = VadState.from_dict(track["vad"])
-            # Samples the VAD had not windowed yet are in the log already; windows restart
-            # at the end of the log so marks stay aligned with the audio.
-            vad_state.pos = pos
+            # The next window starts where the samples the VAD had not windowed yet (in
+            # the log already, and in `pending`) start, so a takeover derives the marks at
+            # the same positions as a run without one. A state without `pending` restarts
+            # its windows at the end of the log.
+            vad_state.pos = pos - len(vad_state.pending or [])
             session.positions[channel] = pos
             session.vads[channel] = StreamingVad(model, channel, settings, vad_state)
         buffered: dict[int, _Held] = {}

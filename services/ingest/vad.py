@@ -164,6 +164,22 @@ class StreamingVad:
         st.silence_since = None
         return marks
 
+    def close_now(self, audio_end: int) -> list[VadMark]:
+        """Close open speech at `audio_end` (the producer's `finalize`): the marks a real
+        end of speech would give, so asr finalizes the utterance as it does at a pause.
+
+        Speaking: `pause` and `end` at `audio_end`. Already paused: `end` where the pause
+        would have put it (speech end + pad), at most `audio_end`. A candidate burst is
+        left alone: it was never announced, and it becomes speech or noise as usual.
+        Speech that goes on opens a new utterance no earlier than `audio_end`.
+        """
+        st = self.state
+        if st.phase != "speech":
+            return []
+        if st.paused:
+            return [self._end(min(st.last_speech_end + self.pad, audio_end))]
+        return [self._mark(audio_end, "pause"), self._end(audio_end)]
+
     def _step(self, prob: float, marks: list[VadMark]) -> None:
         st = self.state
         window_end = st.pos + WINDOW

@@ -35,6 +35,11 @@ class Stop:
 
 
 @dataclass(frozen=True, slots=True)
+class Finalize:
+    """Close the open utterances now (Deepgram's `Finalize`), the session goes on."""
+
+
+@dataclass(frozen=True, slots=True)
 class Rejected:
     """A message (or frame) that cannot be used: an error code for the `error` event.
 
@@ -48,11 +53,11 @@ class Rejected:
     detail: dict[str, object] = field(default_factory=dict)
 
 
-Message = Start | Media | Stop | Rejected
+Message = Start | Media | Stop | Finalize | Rejected
 
 
 def parse_message(fields: Mapping[bytes, bytes], limits: Limits) -> Message:
-    """One inbox entry's flat fields -> Start | Media | Stop, or Rejected with its code."""
+    """One inbox entry's flat fields -> Start | Media | Stop | Finalize, or Rejected."""
     kind = fields.get(b"type")
     if kind == b"start":
         raw = fields.get(b"config")
@@ -63,10 +68,12 @@ def parse_message(fields: Mapping[bytes, bytes], limits: Limits) -> Message:
         return _parse_media(fields)
     if kind == b"stop":
         return Stop()
+    if kind == b"finalize":
+        return Finalize()
     shown = kind[:32].decode("utf-8", "replace") if kind is not None else None
     return Rejected(
         "malformed_message",
-        "message type must be start, media or stop",
+        "message type must be start, media, stop or finalize",
         detail={"type": shown},
     )
 
