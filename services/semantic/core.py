@@ -71,7 +71,9 @@ class SemanticCore:
         st = state or {}
         if st and st.get("version") != STATE_VERSION:
             raise ValueError(f"semantic state version {st.get('version')!r} is not supported")
-        self._turns = TurnTracker(settings.turn_gap_s, st.get("turns"))
+        self._turns = TurnTracker(
+            settings.turn_gap_s, st.get("turns"), track_lag_s=settings.track_lag_s
+        )
         self._analytics = ConversationAnalytics(
             settings.interruption_tolerance_s, st.get("analytics")
         )
@@ -93,8 +95,10 @@ class SemanticCore:
             return []
         part = SegmentPart.of(segment)
         if not part.text or self._turns.holds(part.id) or self._context.holds(part.id):
-            # A noise-only final (or one already applied) still says how far audio got.
-            return self.advance(segment.end)
+            # A noise-only final (or one already applied) still says how far its track got.
+            out = self._publish_turns(self._turns.hear(part.speaker_id, segment.end))
+            out.extend(self._interim_snapshot())
+            return out
         self._analytics.add_speech(part.speaker_id, part.end - part.start)
         self._analytics_dirty = True
         out = self._publish_turns(self._turns.add(part))

@@ -31,6 +31,12 @@ class SemanticSettings:
 
     # Silence that ends a turn, and audio time after which a speaker's turn is final.
     turn_gap_s: float = 2.0
+    # How far one track's finals may trail another's: each channel's final comes when
+    # that channel pauses and its decode is done, so a speaker may look silent at an
+    # audio time the other track has reached while their last final is still decoding.
+    # A turn is closed on audio time only with this margin, unless its own track was
+    # heard that far (its finals, or the position every track has reached).
+    track_lag_s: float = 2.0
     # LLM context window: the last N final turns within the last T seconds.
     context_turns: int = 10
     context_seconds: float = 120.0

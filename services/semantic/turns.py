@@ -4,10 +4,17 @@ Rules (issue 16), applied in the order segments arrive:
 - A segment extends its speaker's open turn when it starts less than `turn_gap_s` after
   that turn's end; otherwise the open turn is final and the segment starts a new turn.
 - A turn is final when a segment of another speaker starts at or after its end (the
-  floor changed), when the audio clock is `turn_gap_s` past its end, or at session end.
+  floor changed), or when `turn_gap_s` passes without its speaker, or at session end;
+  "passes" as heard on its own speaker's track, or on the audio clock plus `track_lag_s`.
 
 Each channel's finals arrive when that channel pauses, so another speaker's segments may
 arrive out of start order and overlap in time; per-speaker open turns keep them apart.
+A final of speaker B that starts after A's turn ends does not close A's turn at once:
+A's track may still be decoding a final that starts before B took the floor (measured:
+the customer's "What is the reference number?" arriving after the agent's reply). The
+floor change is held (`floor`) until A's track is heard past it (`heard`: A's own finals,
+or `advance`, which the worker calls with the position every track has reached), or
+until A's next final starts after it.
 A turn keeps its segments (id, speaker, times, text) rather than only joined text, so a
 later speaker relabel (diarization) can regroup open turns and a refined text can replace
 the joined one without losing which segments a turn covers.
@@ -118,19 +125,34 @@ class OpenTurn:
 class TurnTracker:
     """Open turns per speaker; every method returns the turn revisions it made, in order."""
 
-    def __init__(self, turn_gap_s: float, state: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, turn_gap_s: float, state: dict[str, Any] | None = None, *, track_lag_s: float = 0.0
+    ) -> None:
         self.turn_gap_s = turn_gap_s
+        self.track_lag_s = track_lag_s
         self.open: dict[str, OpenTurn] = {}
         # Audio time known to have passed: the furthest segment end or `advance` seen.
         self.clock = 0.0
+        # Per speaker: how far their track is known to be decoded (no final of theirs can
+        # still start before it), and the earliest start of another speaker's segment
+        # after their open turn ended (the floor change waiting to close it).
+        self.heard: dict[str, float] = {}
+        self.floor: dict[str, float] = {}
         if state:
             self.clock = float(state["clock"])
             self.open = {
                 t["speaker_id"]: OpenTurn.from_json(t) for t in state["open"]
             }  # insertion order is part of the state: it orders simultaneous finalizations
+            self.heard = {str(k): float(v) for k, v in state.get("heard", {}).items()}
+            self.floor = {str(k): float(v) for k, v in state.get("floor", {}).items()}
 
     def state(self) -> dict[str, Any]:
-        return {"clock": self.clock, "open": [t.to_json() for t in self.open.values()]}
+        return {
+            "clock": self.clock,
+            "open": [t.to_json() for t in self.open.values()],
+            "heard": self.heard,
+            "floor": self.floor,
+        }
 
     def holds(self, segment_id: str) -> bool:
         """Whether an open turn already holds this segment (a replayed final)."""
@@ -141,14 +163,20 @@ class TurnTracker:
         changes: list[TurnRevision] = []
         self.clock = max(self.clock, part.end)
         # The floor changed: another speaker's open turn that ended before this segment
-        # began is over, whatever that speaker says later.
+        # began is over, once that speaker's track is heard past this start.
         for speaker in [k for k, t in self.open.items() if k != part.speaker_id]:
             if part.start >= self.open[speaker].end:
-                changes.append(self._close(speaker))
+                held = self.floor.get(speaker)
+                self.floor[speaker] = part.start if held is None else min(held, part.start)
         current = self.open.get(part.speaker_id)
-        if current is not None and part.start - current.end >= self.turn_gap_s:
+        taken = self.floor.get(part.speaker_id)
+        if current is not None and (
+            part.start - current.end >= self.turn_gap_s
+            or (taken is not None and part.start >= taken)
+        ):
             changes.append(self._close(part.speaker_id))
             current = None
+        self._hear(part.speaker_id, part.end)
         if current is None:
             current = OpenTurn(id=turn_id(part.id), speaker_id=part.speaker_id)
             self.open[part.speaker_id] = current
@@ -158,9 +186,21 @@ class TurnTracker:
         return changes
 
     def advance(self, audio_time_s: float) -> list[TurnRevision]:
-        """Audio time has reached `audio_time_s`: close turns whose speaker stayed quiet."""
+        """Every speaker's track is decoded up to `audio_time_s`: close the turns whose
+        speaker stayed quiet or lost the floor before it."""
         self.clock = max(self.clock, audio_time_s)
+        for speaker in self.open:
+            self._hear(speaker, audio_time_s)
         return self._close_quiet()
+
+    def hear(self, speaker: str, audio_time_s: float) -> list[TurnRevision]:
+        """`speaker`'s track is decoded up to `audio_time_s` (e.g. a final without text)."""
+        self.clock = max(self.clock, audio_time_s)
+        self._hear(speaker, audio_time_s)
+        return self._close_quiet()
+
+    def _hear(self, speaker: str, audio_time_s: float) -> None:
+        self.heard[speaker] = max(self.heard.get(speaker, 0.0), audio_time_s)
 
     def finish(self) -> list[TurnRevision]:
         """The session ended: every open turn is final, earliest first."""
@@ -168,8 +208,18 @@ class TurnTracker:
         return [self._close(t.speaker_id) for t in order]
 
     def _close_quiet(self) -> list[TurnRevision]:
-        quiet = [k for k, t in self.open.items() if self.clock - t.end >= self.turn_gap_s]
-        return [self._close(k) for k in quiet]
+        return [self._close(k) for k in [k for k in self.open if self._over(k)]]
+
+    def _over(self, speaker: str) -> bool:
+        """Its speaker stayed quiet `turn_gap_s`, or another speaker took the floor: known
+        from its own track, or from the audio clock with the `track_lag_s` margin."""
+        heard = self.heard.get(speaker, 0.0)
+        quiet_from = self.open[speaker].end + self.turn_gap_s
+        if heard >= quiet_from or self.clock >= quiet_from + self.track_lag_s:
+            return True
+        taken = self.floor.get(speaker)
+        return taken is not None and (heard >= taken or self.clock >= taken + self.track_lag_s)
 
     def _close(self, speaker: str) -> TurnRevision:
+        self.floor.pop(speaker, None)
         return self.open.pop(speaker).snapshot(final=True)

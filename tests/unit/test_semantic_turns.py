@@ -45,17 +45,28 @@ def test_mono_segments_without_a_speaker_are_spk_0() -> None:
 
 
 def test_another_speaker_starting_after_the_turn_ends_makes_it_final() -> None:
-    tracker = TurnTracker(turn_gap_s=2.0)
+    tracker = TurnTracker(turn_gap_s=2.0, track_lag_s=2.0)
     tracker.add(part("a1", "spk_0", 0.0, 3.0))
-    assert summary(tracker.add(part("b1", "spk_1", 3.5, 5.0))) == [
-        ("turn:a1", 2, False, ["a1"]),
-        ("turn:b1", 1, True, ["b1"]),
-    ]
-    # spk_0 speaks again less than turn_gap_s later: still a new turn (the floor changed).
-    assert summary(tracker.add(part("a2", "spk_0", 5.5, 6.0))) == [
-        ("turn:b1", 2, False, ["b1"]),
-        ("turn:a2", 1, True, ["a2"]),
-    ]
+    # spk_1 took the floor at 3.5, but spk_0's track may still hold a final before it.
+    assert summary(tracker.add(part("b1", "spk_1", 3.5, 5.0))) == [("turn:b1", 1, True, ["b1"])]
+    # Once every track is decoded past 3.5, spk_0's turn is over.
+    assert summary(tracker.advance(3.6)) == [("turn:a1", 2, False, ["a1"])]
+    # spk_0 speaks again less than turn_gap_s later: a new turn (the floor changed), and
+    # spk_1's turn closes once spk_1's track is heard past it.
+    assert summary(tracker.add(part("a2", "spk_0", 5.5, 6.0))) == [("turn:a2", 1, True, ["a2"])]
+    assert summary(tracker.advance(5.6)) == [("turn:b1", 2, False, ["b1"])]
+
+
+def test_a_late_final_from_before_the_floor_change_joins_its_speakers_turn() -> None:
+    """Seen live: the customer's second sentence was decoded after the agent's reply."""
+    tracker = TurnTracker(turn_gap_s=2.0, track_lag_s=2.0)
+    tracker.add(part("c1", "spk_1", 38.35, 39.2, "I will wait."))
+    tracker.add(part("a1", "spk_0", 42.05, 43.05, "It is in the email."))
+    late = tracker.add(part("c2", "spk_1", 39.6, 41.19, "What is the reference number?"))
+    assert summary(late) == [("turn:c1", 2, True, ["c1", "c2"])]
+    # spk_1 next speaks after the agent took the floor: its turn closes, a new one opens.
+    after = tracker.add(part("c3", "spk_1", 43.5, 44.0, "Thanks."))
+    assert summary(after) == [("turn:c1", 3, False, ["c1", "c2"]), ("turn:c3", 1, True, ["c3"])]
 
 
 def test_an_overlapping_late_final_of_the_other_channel_leaves_the_turn_open() -> None:
