@@ -10,7 +10,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
-from starlette.routing import Route, WebSocketRoute
+from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
 
 from shared.bus import REDIS_UNAVAILABLE, connect
 from shared.protocol import Limits
@@ -18,7 +19,9 @@ from shared.settings import BusSettings
 from streamscribe.gateway import rest
 from streamscribe.gateway.auth import AuthError
 from streamscribe.gateway.context import GatewayContext
+from streamscribe.gateway.deepgram import listen_endpoint
 from streamscribe.gateway.openapi import openapi_document
+from streamscribe.gateway.page import STATIC_DIR, page
 from streamscribe.gateway.sessions import SessionNotFound
 from streamscribe.gateway.settings import GatewaySettings
 from streamscribe.gateway.ws_stream import stream_endpoint
@@ -32,8 +35,10 @@ PROTECTED_ROUTES: tuple[tuple[str, str], ...] = (
     ("GET", "/stream/sessions/{session_id}/transcript"),
     ("GET", "/stream/sessions/{session_id}/events"),
     ("GET", "/stream/config"),
+    ("WEBSOCKET", "/v1/listen"),
 )
-PUBLIC_ROUTES = ("/livez", "/readyz", "/metrics", "/openapi.json")
+# The page holds no data: it takes its token from its own URL (`/?token=`).
+PUBLIC_ROUTES = ("/livez", "/readyz", "/metrics", "/openapi.json", "/", "/static")
 
 
 def _version() -> str:
@@ -105,6 +110,9 @@ def create_app(
             name="session_events",
         ),
         Route("/stream/config", rest.stream_config, methods=["GET"]),
+        WebSocketRoute("/v1/listen", listen_endpoint),
+        Route("/", page, methods=["GET"]),
+        Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
         Route("/livez", livez, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics_endpoint, methods=["GET"]),

@@ -120,10 +120,11 @@ def static_subject(token: str) -> str:
 def token_from_request(
     headers: Mapping[str, str], query: Mapping[str, str], subprotocols: Sequence[str] = ()
 ) -> str | None:
-    """The bearer token of a request: Authorization header, `?token=`, or subprotocol."""
+    """The bearer token of a request: Authorization header (`Bearer` or, as Deepgram's
+    clients send it, `Token`), `?token=`, or subprotocol."""
     authorization = headers.get("authorization", "")
     scheme, _, value = authorization.partition(" ")
-    if scheme.lower() == "bearer" and value.strip():
+    if scheme.lower() in ("bearer", "token") and value.strip():
         return value.strip()
     if query.get("token"):
         return query["token"]
