@@ -27,7 +27,8 @@ format: setup
 test: setup lint
 	@# The browser tests drive Debian's chromium; install it where we may (root, apt).
 	@if ! command -v chromium >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-		apt-get install -y chromium chromium-driver || (apt-get update && apt-get install -y chromium chromium-driver) || true; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver \
+		|| (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver) || true; \
 	fi
 	$(BIN)/python -m pytest -q
 
