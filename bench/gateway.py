@@ -341,10 +341,10 @@ def render(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-if __name__ == "__main__":
-    sys.exit(main())
-
-
 def _difference(a: float | None, b: float | None) -> float | None:
     """a - b in ms, or None when either side has no value."""
     return None if a is None or b is None else round(a - b, 3)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
