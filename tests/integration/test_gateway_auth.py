@@ -85,6 +85,14 @@ async def test_refused_without_a_valid_token(
     headers, status = WRONG[credentials]
     sid = await _session(gateway)
     url = path.replace("{session_id}", sid)
+    if method == "WEBSOCKET" and path == "/v1/listen":
+        # The Deepgram endpoint refuses at the handshake, as Deepgram does (HTTP status).
+        listen = ws_url(gateway).replace("/stream", path) + "?encoding=linear16&sample_rate=16000"
+        with pytest.raises(websockets.InvalidStatus) as refused:
+            async with websockets.connect(listen, additional_headers=headers):
+                pass
+        assert refused.value.response.status_code == status
+        return
     if method == "WEBSOCKET":
         message = await _ws_refusal(
             gateway, headers, {"type": "RESUME", "session_id": sid, "last_seq": 0}
