@@ -6,6 +6,7 @@ import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from services.semantic.lexicon import DETERMINERS, STOPWORDS, Token, lemmas, tokenize
 from services.semantic.turns import SegmentPart, TurnRevision
@@ -299,29 +300,46 @@ class RiskMatcher:
         return True
 
 
+def content_runs(sentences: Sequence[Sentence]) -> list[list[str]]:
+    """Maximal runs of content words; stopwords, short words, numbers and commas end one."""
+    runs: list[list[str]] = []
+    for sentence in sentences:
+        for chunk in sentence.text.split(","):
+            run: list[str] = []
+            for word in (t.text for t in tokenize(chunk)):
+                if word in STOPWORDS or len(word) < 3 or word.isdigit():
+                    if run:
+                        runs.append(run)
+                    run = []
+                    continue
+                run.append(word)
+            if run:
+                runs.append(run)
+    return runs
+
+
+def candidate_phrases(sentences: Sequence[Sentence]) -> list[str]:
+    """Every 1-3-gram inside a content run, deduplicated in order of first appearance."""
+    found: dict[str, None] = {}
+    for run in content_runs(sentences):
+        for start in range(len(run)):
+            for n in range(1, _MAX_PHRASE_WORDS + 1):
+                if start + n <= len(run):
+                    found.setdefault(" ".join(run[start : start + n]))
+    return list(found)
+
+
 def keywords(sentences: Sequence[Sentence], limit: int) -> list[str]:
     """RAKE-style key phrases: runs of content words scored by their words' degrees.
 
     Degree (not RAKE's degree / frequency) so that a repeated word lifts its phrase: in a
     single turn the repeated topic matters more than the longest run of content words.
     """
-    phrases: list[list[str]] = []
-    for sentence in sentences:
-        # Commas, like stopwords, end a phrase.
-        for chunk in sentence.text.split(","):
-            run: list[str] = []
-            for word in (t.text for t in tokenize(chunk)):
-                if word in STOPWORDS or len(word) < 3 or word.isdigit():
-                    if run:
-                        phrases.append(run)
-                    run = []
-                    continue
-                run.append(word)
-                if len(run) == _MAX_PHRASE_WORDS:
-                    phrases.append(run)
-                    run = []
-            if run:
-                phrases.append(run)
+    phrases = [
+        run[i : i + _MAX_PHRASE_WORDS]
+        for run in content_runs(sentences)
+        for i in range(0, len(run), _MAX_PHRASE_WORDS)
+    ]
     freq: Counter[str] = Counter()
     degree: Counter[str] = Counter()
     for phrase in phrases:
@@ -374,12 +392,42 @@ def corrected_turn(sentence: Sentence, earlier: Sequence[Turn]) -> str | None:
     return None
 
 
+class KeywordRanker(Protocol):
+    """Picks a turn's keywords among its candidate phrases (e.g. by embedding similarity)."""
+
+    # Provenance for `SemanticAnnotation.annotator`, e.g. "embedding:all-MiniLM-L6-v2".
+    annotator: str
+
+    def rank(self, text: str, candidates: Sequence[str], limit: int) -> list[str]:
+        """Up to `limit` of `candidates`, best first; the same inputs give the same list."""
+        ...
+
+
 class Annotator:
     """Annotates turns with the configured risk terms; holds no session state."""
 
-    def __init__(self, risk_terms: Mapping[str, Sequence[str]], max_keywords: int) -> None:
+    def __init__(
+        self,
+        risk_terms: Mapping[str, Sequence[str]],
+        max_keywords: int,
+        ranker: KeywordRanker | None = None,
+    ) -> None:
         self.risk = RiskMatcher(risk_terms)
         self.max_keywords = max_keywords
+        self.ranker = ranker
+
+    def keywords(self, sentences: Sequence[Sentence], *, partial: bool) -> tuple[list[str], str]:
+        """The turn's keywords and the annotator that chose them.
+
+        A partial turn keeps the lexical keywords even with a ranker: interim updates are
+        there to bring risk tags and questions fast, and a model pass per growing revision
+        would multiply the per-turn cost by the turn's segment count.
+        """
+        if self.ranker is None or partial:
+            return keywords(sentences, self.max_keywords), ANNOTATOR
+        text = " ".join(s.text for s in sentences)
+        ranked = self.ranker.rank(text, candidate_phrases(sentences), self.max_keywords)
+        return ranked, self.ranker.annotator
 
     def annotate(
         self,
@@ -405,9 +453,10 @@ class Annotator:
                 if target not in corrected:
                     corrected.append(target)
         commitments = [a.text for a in actions if a.commitment]
+        key_phrases, annotator = self.keywords(sentences, partial=turn.partial)
         return SemanticAnnotation(
             turn=turn,
-            keywords=keywords(sentences, self.max_keywords),
+            keywords=key_phrases,
             risk_tags=list(risk_terms),
             actions=actions,
             questions=questions,
@@ -418,5 +467,5 @@ class Annotator:
             corrected_turn_ids=corrected,
             commitment_ledger_size=ledger_before + len(commitments),
             risk_terms=risk_terms,
-            annotator=ANNOTATOR,
+            annotator=annotator,
         )

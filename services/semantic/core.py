@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from services.semantic.analytics import ConversationAnalytics
-from services.semantic.annotate import Annotator
+from services.semantic.annotate import Annotator, KeywordRanker
 from services.semantic.context import ContextWindow
 from services.semantic.settings import SemanticSettings
 from services.semantic.turns import SegmentPart, TurnRevision, TurnTracker
@@ -59,15 +59,27 @@ class SemanticCore:
     """One session's semantic state: turns, annotations, context window and analytics."""
 
     def __init__(
-        self, settings: SemanticSettings, session_id: str, state: dict[str, Any] | None = None
+        self,
+        settings: SemanticSettings,
+        session_id: str,
+        state: dict[str, Any] | None = None,
+        *,
+        ranker: KeywordRanker | None = None,
     ) -> None:
+        """`ranker` (the worker's loaded embedding model) is required when
+        `settings.embeddings` is on; it is shared, stateless, and never checkpointed."""
         self.settings = settings
         self.session_id = session_id
-        if settings.embeddings:
+        if settings.embeddings and ranker is None:
             raise ValueError(
-                "semantic embeddings are not built yet; set STREAMSCRIBE_SEMANTIC_EMBEDDINGS=0"
+                "semantic embeddings are on but no embedding model was given "
+                "(SemanticHandler.prepare loads it)"
             )
-        self._annotator = Annotator(settings.risk_terms(), settings.max_keywords)
+        self._annotator = Annotator(
+            settings.risk_terms(),
+            settings.max_keywords,
+            ranker if settings.embeddings else None,
+        )
         st = state or {}
         if st and st.get("version") != STATE_VERSION:
             raise ValueError(f"semantic state version {st.get('version')!r} is not supported")

@@ -7,16 +7,22 @@ with the checkpoint `{"seq", "state": {"core", "progress"}}` atomically with the
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from typing import Any
 
+import structlog
+
 from services.semantic.core import STAGE, SemanticCore
+from services.semantic.embeddings import EmbeddingKeywords, EmbeddingModel
 from services.semantic.settings import SemanticSettings
 from shared.event_cursor import FollowedEvent
 from shared.event_stage import follow_session
 from shared.schemas import Event, PartialSegment, SegmentFinalized
 from shared.settings import Settings
 from shared.worker import SessionLease
+
+log = structlog.get_logger("streamscribe.semantic")
 
 FOLLOWED_TYPES = frozenset({"segment_finalized", "partial_segment"})
 # The stages whose events this one builds on.
@@ -26,8 +32,11 @@ UPSTREAM = ("asr",)
 class _Session:
     """One session's core plus how far each speaker track's audio has been decoded."""
 
-    def __init__(self, core: SemanticCore, progress: Mapping[str, float]) -> None:
+    def __init__(
+        self, core: SemanticCore, progress: Mapping[str, float], *, in_thread: bool = False
+    ) -> None:
         self.core = core
+        self.in_thread = in_thread
         # Per track (speaker), the start of its newest partial: audio before it on that
         # track has been heard. The clock may pass a quiet turn's gap only once every
         # track seen has got that far, so a final still being decoded on another track
@@ -35,6 +44,13 @@ class _Session:
         self.progress = dict(progress)
 
     async def on_batch(self, batch: list[FollowedEvent]) -> list[Event]:
+        if self.in_thread:
+            # A final turn runs the embedding model: off the event loop, so lease
+            # renewal and health keep going. One batch at a time per session (awaited).
+            return await asyncio.to_thread(self._apply, batch)
+        return self._apply(batch)
+
+    def _apply(self, batch: list[FollowedEvent]) -> list[Event]:
         events: list[Event] = []
         for followed in batch:
             event = followed.event
@@ -54,7 +70,11 @@ class _Session:
         self.progress[key] = max(self.progress.get(key, 0.0), until)
 
     async def finish(self) -> list[Event]:
-        return [out.event for out in self.core.finish()]
+        if self.in_thread:
+            outputs = await asyncio.to_thread(self.core.finish)
+        else:
+            outputs = self.core.finish()
+        return [out.event for out in outputs]
 
     def state(self) -> dict[str, Any]:
         return {"core": self.core.state(), "progress": self.progress}
@@ -71,17 +91,29 @@ class SemanticHandler:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.semantic = settings.stage(STAGE, SemanticSettings)
-        # Refuses what the core cannot do (e.g. embeddings) at start, not per session.
-        SemanticCore(self.semantic, "probe")
+        self.ranker: EmbeddingKeywords | None = None
+        if not self.semantic.embeddings:
+            # Refuses what the core cannot do at start, not per session.
+            SemanticCore(self.semantic, "probe")
 
     async def prepare(self) -> None:
-        return None
+        if not self.semantic.embeddings:
+            return
+        # A missing or broken model stops the worker here (EmbeddingModelError), before
+        # it is ready; it never falls back to lexical keywords.
+        model = await asyncio.to_thread(EmbeddingModel, self.semantic.embedding_model)
+        await asyncio.to_thread(model.load)
+        self.ranker = EmbeddingKeywords(model)
+        SemanticCore(self.semantic, "probe", ranker=self.ranker)
+        log.info("semantic_ready", keywords=self.ranker.annotator, model_dir=str(model.path))
 
     async def run_session(self, lease: SessionLease) -> None:
         async def make(lease: SessionLease, state: Mapping[str, Any] | None) -> _Session:
             saved = state or {}
-            core = SemanticCore(self.semantic, lease.session_id, saved.get("core"))
-            return _Session(core, saved.get("progress", {}))
+            core = SemanticCore(
+                self.semantic, lease.session_id, saved.get("core"), ranker=self.ranker
+            )
+            return _Session(core, saved.get("progress", {}), in_thread=self.ranker is not None)
 
         await follow_session(
             lease,

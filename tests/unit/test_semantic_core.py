@@ -175,6 +175,6 @@ def test_nothing_follows_finish() -> None:
     assert core.advance(60.0) == []
 
 
-def test_embeddings_are_refused_until_built() -> None:
-    with pytest.raises(ValueError, match="embeddings"):
+def test_embeddings_on_without_a_model_are_refused() -> None:
+    with pytest.raises(ValueError, match="no embedding model"):
         SemanticCore(SemanticSettings(embeddings=True), "sid-1")
