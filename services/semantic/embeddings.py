@@ -31,6 +31,9 @@ DEFAULT_DIVERSITY = 0.5
 # Turn and candidates go through the model as one call; the batch holds them all for a
 # long turn's ~100 candidates, so one turn is one forward pass or two.
 _BATCH_SIZE = 128
+# Warm-up covers turns up to this many words and candidate batches up to this size.
+_WARM_WORDS = 96
+_WARM_BATCH = 64
 
 
 class EmbeddingModelError(RuntimeError):
@@ -112,6 +115,20 @@ class EmbeddingModel:
         """Load now (raises `EmbeddingModelError`); otherwise the first `encode` loads."""
         with self._lock:
             self._load()
+
+    def warm(self) -> None:
+        """Load, then run the input shapes turns and their candidates take.
+
+        oneDNN builds its kernels per input shape on first use, 0.1-0.8 s each on a
+        2-vCPU VM: without this the first hundred or so turns a worker sees run 10-50x
+        slower than the rest.
+        """
+        for words in range(1, _WARM_WORDS + 1):
+            self.encode([" ".join(["word"] * words)])
+        for batch in range(2, _WARM_BATCH + 1):
+            self.encode(
+                ["account", "account number", "new account number"][: 1 + batch % 3] * batch
+            )
 
     def encode(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
         """Unit-length float32 embeddings of `texts`, one row each, in order."""

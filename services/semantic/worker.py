@@ -102,7 +102,7 @@ class SemanticHandler:
         # A missing or broken model stops the worker here (EmbeddingModelError), before
         # it is ready; it never falls back to lexical keywords.
         model = await asyncio.to_thread(EmbeddingModel, self.semantic.embedding_model)
-        await asyncio.to_thread(model.load)
+        await asyncio.to_thread(model.warm)
         self.ranker = EmbeddingKeywords(model)
         SemanticCore(self.semantic, "probe", ranker=self.ranker)
         log.info("semantic_ready", keywords=self.ranker.annotator, model_dir=str(model.path))
