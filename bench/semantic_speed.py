@@ -1,4 +1,9 @@
-"""Semantic processing time per final turn (p50/p95) over a long synthetic two-speaker call."""
+"""Semantic processing time per final turn (p50/p95) over a long synthetic two-speaker call.
+
+Lexical keywords, then keywords through the bundled embedding model (extra
+`semantic-embeddings`) on the first `--embedding-turns` turns: the issue's target is
+20 ms per final turn with embeddings, 5 ms without.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,9 @@ import statistics
 import time
 
 from bench.machine import cpu_model, machine_info
+from services.semantic.annotate import KeywordRanker
 from services.semantic.core import SemanticCore
+from services.semantic.embeddings import EmbeddingKeywords, EmbeddingModel
 from services.semantic.settings import SemanticSettings
 from shared.schemas import Segment
 
@@ -55,9 +62,11 @@ def conversation(turns: int, seed: int = 7) -> list[Segment]:
     return segments
 
 
-def measure(settings: SemanticSettings, segments: list[Segment]) -> tuple[list[float], int]:
+def measure(
+    settings: SemanticSettings, segments: list[Segment], ranker: KeywordRanker | None = None
+) -> tuple[list[float], int]:
     """Seconds of every `on_final` call, and how many turns went final in all."""
-    core = SemanticCore(settings, "bench")
+    core = SemanticCore(settings, "bench", ranker=ranker)
     per_call: list[float] = []
     finals = 0
     for segment in segments:
@@ -78,6 +87,7 @@ def _ms(values: list[float], q: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--turns", type=int, default=2000)
+    parser.add_argument("--embedding-turns", type=int, default=300, help="0: skip embeddings")
     args = parser.parse_args()
     segments = conversation(args.turns)
     info = machine_info()
@@ -86,15 +96,26 @@ def main() -> None:
     print(f"conversation: {args.turns} turns, {len(segments)} final segments, "
           f"{segments[-1].end / 60:.1f} min of audio")  # fmt: skip
     # A final turn costs the calls that built it: per call p50/p95, and the mean per turn.
-    print(f"{'mode':<26}{'turns':>7}{'call p50 ms':>13}{'call p95 ms':>13}{'ms / final turn':>17}")
-    for label, settings in (
-        ("lexical, interim updates", SemanticSettings()),
-        ("lexical, finals only", SemanticSettings(interim_updates=False)),
-    ):
-        measure(settings, segments[:200])  # warm caches (lemmas) as a running worker has
-        per_call, finals = measure(settings, segments)
+    print(f"{'mode':<29}{'turns':>7}{'call p50 ms':>13}{'call p95 ms':>13}{'ms / final turn':>17}")
+    modes: list[tuple[str, SemanticSettings, KeywordRanker | None, list[Segment]]] = [
+        ("lexical, interim updates", SemanticSettings(), None, segments),
+        ("lexical, finals only", SemanticSettings(interim_updates=False), None, segments),
+    ]
+    if args.embedding_turns > 0:
+        model = EmbeddingModel()  # the bundled all-MiniLM-L6-v2, as the worker loads it
+        model.warm()
+        ranker = EmbeddingKeywords(model)
+        few = conversation(args.embedding_turns)
+        on = SemanticSettings(embeddings=True)
+        modes.append(("embeddings, interim updates", on, ranker, few))
+        finals_only = SemanticSettings(embeddings=True, interim_updates=False)
+        modes.append(("embeddings, finals only", finals_only, ranker, few))
+    for label, settings, keyword_ranker, turns in modes:
+        # Warm caches (lemmas, the model's kernels) as a running worker has.
+        measure(settings, segments[: 50 if keyword_ranker else 200], keyword_ranker)
+        per_call, finals = measure(settings, turns, keyword_ranker)
         print(
-            f"{label:<26}{finals:>7}{_ms(per_call, 50):>13.3f}{_ms(per_call, 95):>13.3f}"
+            f"{label:<29}{finals:>7}{_ms(per_call, 50):>13.3f}{_ms(per_call, 95):>13.3f}"
             f"{sum(per_call) / finals * 1000:>17.3f}"
         )
 
