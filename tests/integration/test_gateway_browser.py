@@ -24,9 +24,7 @@ from tests.support.pipeline import (
     FIXTURES,
     allowed_gap,
     collect,
-    push,
     reference_text,
-    running_stack,
     transcript_text,
     wer,
 )
@@ -48,28 +46,6 @@ NAME = "conv_short"
 SECONDS = sf.info(str(FIXTURES / f"{NAME}.flac")).duration
 # The uninterrupted run's captions, for the resume test to compare with.
 _UNINTERRUPTED: dict[str, str] = {}
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    with running_stack(tmp_path_factory.mktemp("stack") / "workers.log") as stack:
-        yield stack
-
-
-@pytest.fixture(scope="module")
-def gateway(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
-    process = GatewayProcess(stack.url, tmp_path_factory.mktemp("gw") / "gateway.log").start()
-    yield process
-    process.stop()
-
-
-@pytest.fixture(scope="module")
-def pushed_text(stack: Stack) -> str:
-    async def run() -> str:
-        sid = await push(stack.url, NAME, speed=4.0)
-        return transcript_text(await collect(stack.url, sid))
-
-    return asyncio.run(run())
 
 
 @pytest.fixture(scope="module")

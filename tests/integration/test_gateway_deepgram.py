@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -16,9 +16,8 @@ import websockets
 from bench.reference import normalize_text
 from shared.schemas import SessionConfig
 from streamscribe.gateway.deepgram_map import DeepgramOptions, parse_options
-from streamscribe.supervisor import Stack
 from tests.support.gateway import TOKEN, GatewayProcess, file_frames
-from tests.support.pipeline import FIXTURES, collect, push, running_stack, transcript_text
+from tests.support.pipeline import FIXTURES
 
 pytestmark = [
     pytest.mark.slow,
@@ -40,28 +39,6 @@ def _client(base: str, token: str | None = TOKEN) -> Any:
     # The SDK's base-URL option: every URL it builds comes from this environment.
     environment = DeepgramClientEnvironment(base=base, production=ws, agent=ws, agent_rest=base)
     return AsyncDeepgramClient(environment=environment, api_key=token or "")
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    with running_stack(tmp_path_factory.mktemp("stack") / "workers.log") as stack:
-        yield stack
-
-
-@pytest.fixture(scope="module")
-def gateway(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
-    process = GatewayProcess(stack.url, tmp_path_factory.mktemp("gw") / "gateway.log").start()
-    yield process
-    process.stop()
-
-
-@pytest.fixture(scope="module")
-def pushed_text(stack: Stack) -> str:
-    async def run() -> str:
-        sid = await push(stack.url, "conv_short", speed=SPEED)
-        return transcript_text(await collect(stack.url, sid))
-
-    return asyncio.run(run())
 
 
 async def _messages(connection: Any, into: list[dict[str, Any]]) -> AsyncIterator[None]:

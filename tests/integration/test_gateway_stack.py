@@ -12,7 +12,6 @@ import json
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -34,37 +33,12 @@ from tests.support.gateway import (
     stream_file,
     ws_url,
 )
-from tests.support.pipeline import FIXTURES, collect, push, running_stack, transcript_text
+from tests.support.pipeline import FIXTURES, collect
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 CONV = FIXTURES / "conv_short.flac"
 SPEED = 4.0
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    log = tmp_path_factory.mktemp("stack") / "workers.log"
-    with running_stack(log) as stack:
-        yield stack
-
-
-@pytest.fixture(scope="module")
-def gateway(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
-    process = GatewayProcess(stack.url, tmp_path_factory.mktemp("gw") / "gateway.log").start()
-    yield process
-    process.stop()
-
-
-@pytest.fixture(scope="module")
-def pushed_text(stack: Stack) -> str:
-    """conv_short through Producer.push_file (what `streamscribe push` runs)."""
-
-    async def run() -> str:
-        sid = await push(stack.url, "conv_short", speed=SPEED)
-        return transcript_text(await collect(stack.url, sid))
-
-    return asyncio.run(run())
 
 
 def _check_run(run: StreamRun) -> None:
