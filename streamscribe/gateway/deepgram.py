@@ -34,6 +34,7 @@ from streamscribe.gateway.limits import TokenBucket
 from streamscribe.gateway.messages import CLOSE_NORMAL, CLOSE_POLICY, Outgoing, error
 from streamscribe.gateway.outbox import Outbox
 from streamscribe.gateway.sessions import SessionLimit
+from streamscribe.gateway.tasks import cancel_and_wait
 from streamscribe.producer import InvalidConfig, ProducerError
 
 # Deepgram's browser SDK offers `Sec-WebSocket-Protocol: token, <key>` (an access token:
@@ -103,11 +104,7 @@ class DeepgramConnection:
             elif not sender.done() and self.outbox.closing:
                 await asyncio.wait({sender}, timeout=self.ctx.settings.close_timeout_s)
         finally:
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+            await cancel_and_wait(tasks)
             self.ctx.hub.unsubscribe(self.feed, self.outbox)
             metrics.CONNECTIONS.labels("deepgram").dec()
             if not self.ending and not self.ended:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import contextlib
 import json
 import time
 from typing import Any
@@ -39,6 +38,7 @@ from streamscribe.gateway.messages import (
 )
 from streamscribe.gateway.outbox import Outbox
 from streamscribe.gateway.sessions import SessionLimit, SessionNotFound, parse_config
+from streamscribe.gateway.tasks import cancel_and_wait
 from streamscribe.producer import InvalidFrame, ProducerError, SessionExists
 
 # A connection without a token in its handshake must authenticate with its first message.
@@ -88,11 +88,7 @@ class StreamConnection:
         finally:
             if self.following is not None:
                 tasks = (*tasks, self.following)
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+            await cancel_and_wait(tasks)
             self.ctx.hub.unsubscribe(self.feed, self.outbox)
             metrics.CONNECTIONS.labels("websocket").dec()
 
