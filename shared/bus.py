@@ -214,6 +214,14 @@ class Bus:
         """Announce a session to every stage (one registry entry, one per session)."""
         return cast(bytes, await self.redis.xadd(keys.registry(), {"session_id": session_id}))
 
+    async def claim_registration(self, session_id: str, entry_id: bytes) -> bool:
+        """Whether `entry_id` is the session's registration: the first registry entry of
+        the session any stage claimed (SET NX, so concurrent claimers agree); a session
+        registered twice is then processed once."""
+        key = keys.registration(session_id)
+        await self.redis.set(key, entry_id, nx=True, ex=self.settings.session_ttl_s)
+        return bool(await self.redis.get(key) == entry_id)
+
     async def claim_idle(
         self, group: str, consumer: str, *, min_idle_ms: int, count: int
     ) -> list[StreamEntry]:

@@ -80,6 +80,12 @@ def gateway_subject_sessions(subject: str) -> str:
     return f"{PREFIX}:gw:subject:{digest}"
 
 
+def registration(session_id: str) -> str:
+    """The registry entry id that is the session's registration (the first one claimed);
+    a second registry entry for the same session is a duplicate every stage skips."""
+    return _tagged(session_id, "reg")
+
+
 def session_keys(session_id: str) -> list[str]:
     """All keys of one session, for expiry after `done`."""
     return [
@@ -89,4 +95,5 @@ def session_keys(session_id: str) -> list[str]:
         heads(session_id),
         checkpoints(session_id),
         finished(session_id),
+        registration(session_id),
     ]

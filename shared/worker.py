@@ -259,6 +259,9 @@ class Worker:
     async def _run_lease(self, lease: SessionLease) -> None:
         slog = self._log.bind(session_id=lease.session_id)
         attempts = 0
+        if not await self._registered(lease):
+            slog.warning("duplicate_registration", entry_id=lease.entry_id)
+            return
         while True:
             try:
                 await self._run_once(lease)
@@ -286,6 +289,20 @@ class Worker:
                         await self._finish(lease, reason="failed")
                         await self.bus.ack(self.stage, lease.entry_id)
                         return
+                await asyncio.sleep(1.0)
+
+    async def _registered(self, lease: SessionLease) -> bool:
+        """False (and the entry acked) for a second registry entry of a registered session."""
+        while True:
+            try:
+                if await self.bus.claim_registration(lease.session_id, lease.entry_id):
+                    return True
+                await self.bus.ack(self.stage, lease.entry_id)
+                return False
+            except TRANSIENT_ERRORS as exc:
+                self._log.warning(
+                    "session_interrupted", session_id=lease.session_id, error=str(exc)
+                )
                 await asyncio.sleep(1.0)
 
     async def _run_once(self, lease: SessionLease) -> None:

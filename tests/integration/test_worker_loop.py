@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, ClassVar
 
 from shared import keys
 from shared.bus import Bus
@@ -147,3 +147,35 @@ def _finished(bus: Bus, sid: str, stage: str):  # type: ignore[no-untyped-def]
         return stage in await bus.finished_stages(sid)
 
     return check
+
+
+class CountingStage(EchoStage):
+    """EchoStage that counts how many times it ran a session (once per lease)."""
+
+    runs: ClassVar[dict[str, int]] = {}
+
+    async def run_session(self, lease: SessionLease) -> None:
+        self.runs[lease.session_id] = self.runs.get(lease.session_id, 0) + 1
+        await super().run_session(lease)
+
+
+async def test_a_session_registered_twice_is_processed_once(bus: Bus, settings: Settings) -> None:
+    """Two registry entries for one session gave two leases that fenced each other."""
+    settings = settings.with_overrides(pipeline=("echo",))
+    redis = bus.redis
+    first = await bus.register_session("twice")
+    await bus.register_session("twice")
+    for kind in ("media", "stop"):
+        await redis.xadd(keys.inbox("twice"), {"type": kind})
+    stop = asyncio.Event()
+    task = asyncio.create_task(Worker(CountingStage(), bus, settings).run(stop))
+    try:
+        async with asyncio.timeout(20):
+            await _until(lambda: bus.is_closed("twice"))
+            await _until(_nothing_pending(redis))
+    finally:
+        stop.set()
+        await task
+    assert CountingStage.runs == {"twice": 1}
+    assert await redis.get(keys.registration("twice")) == first
+    assert await redis.ttl(keys.registration("twice")) > 0
