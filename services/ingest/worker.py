@@ -98,6 +98,7 @@ class IngestHandler:
         # The registry entry id's time, on the Redis clock: a takeover does not reset it.
         deadline_ms = _registered_ms(lease.entry_id) + int(self.no_start_timeout_s * 1000)
         inbox = keys.inbox(sid)
+        heard_at = time.monotonic()  # when this worker last read anything of the producer
         while not session.ended:
             # redis-py's stub types XREAD's reply loosely; it is [[stream, [(id, fields)]]].
             response: Any = await redis.xread(
@@ -109,6 +110,7 @@ class IngestHandler:
                 entry for _stream, batch in response or [] for entry in batch
             ]
             if entries:
+                heard_at = time.monotonic()
                 try:
                     started = time.perf_counter()
                     out = await asyncio.to_thread(session.handle_batch, entries)
@@ -129,14 +131,10 @@ class IngestHandler:
             idle_limit = self.ingest.producer_idle_timeout_s
             # Only after a read that found nothing: while frames arrive the producer is
             # not idle, and asking Redis for the time was a round trip on every frame.
-            quiet = not entries
-            if session.started and not session.ended and quiet and idle_limit > 0:
-                # The Redis clock and the last entry's id time: a takeover or a worker
-                # with a skewed clock measures the same silence.
-                last_ms = _registered_ms(session.last_entry_id.encode())
-                if await _redis_ms(redis) - last_ms >= idle_limit * 1000:
-                    out = session.producer_timeout(idle_limit)
-                    commit = await self._commit(lease, session, out, commit)
+            watch = session.started and not session.ended and not entries and idle_limit > 0
+            if watch and await _producer_idle(redis, session.last_entry_id, heard_at, idle_limit):
+                out = session.producer_timeout(idle_limit)
+                commit = await self._commit(lease, session, out, commit)
         slog.info("ingest_finished", duration_s=session.duration_s, frames=session.frames)
 
     async def _restore(self, lease: SessionLease) -> tuple[IngestSession, int]:
@@ -215,6 +213,23 @@ def _oldest_needed(session: IngestSession) -> str:
     """The inbox id below which ingest never reads again (XTRIM MINID keeps it)."""
     ids = [session.last_entry_id, *session.buffered_entry_ids()]
     return min(ids, key=lambda i: tuple(int(p) for p in i.split("-")))
+
+
+async def _producer_idle(
+    redis: aioredis.Redis, last_entry_id: str, heard_at: float, idle_limit_s: float
+) -> bool:
+    """Whether the producer has sent nothing for `idle_limit_s`, by both clocks.
+
+    This worker's own clock since it last read anything: a producer may choose its own
+    entry ids (`XADD key 1-0 ...`), whose time says nothing about when it sent them. And
+    the Redis clock against the last entry id's time: a worker that took the session
+    over (its own clock starts then) or runs with a skewed clock measures the same
+    silence. A takeover therefore waits at most one more limit, never less.
+    """
+    if time.monotonic() - heard_at < idle_limit_s:
+        return False
+    last_ms = _registered_ms(last_entry_id.encode())
+    return await _redis_ms(redis) - last_ms >= idle_limit_s * 1000
 
 
 def _registered_ms(entry_id: bytes) -> int:

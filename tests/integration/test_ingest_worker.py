@@ -320,3 +320,27 @@ async def test_a_producer_that_goes_quiet_without_stop_is_timed_out(
     assert len(end_marks(entries)) == 1
     assert len(track_audio(entries, 0)) == len(frames) * 320, "everything sent is kept"
     assert await bus.redis.xlen(keys.inbox("quiet")) <= 1, "consumed producer frames trimmed"
+
+
+async def test_producer_chosen_entry_ids_are_not_read_as_idle_time(
+    bus: Bus, settings: Settings
+) -> None:
+    """XADD with explicit ids (1-0, 2-0, ...) and a pause: the ids' "time" is 1970, which
+    read alone made the session time out at once and drop the rest of its audio."""
+    settings = ingest_settings(settings, ingest__producer_idle_timeout_s=60.0)
+    audio, _ = load_fixture("conv_short")
+    frames = pcm_frames(audio[: 16000 * 2], "pcm_s16le", 320)
+    messages = session_messages(SessionConfig(), frames)
+    inbox = keys.inbox("own-ids")
+    handler = IngestHandler(settings, model=vad_model())
+    async with running_worker(bus, settings, handler):
+        await bus.redis.xadd(keys.registry(), {"session_id": "own-ids"})
+        half = len(messages) // 2
+        for n, fields in enumerate(messages[:half], 1):
+            await bus.redis.xadd(inbox, dict(fields), id=f"{n}-0")  # type: ignore[arg-type]
+        await asyncio.sleep(2.0)  # the producer pauses: well under the idle limit
+        for n, fields in enumerate(messages[half:], half + 1):
+            await bus.redis.xadd(inbox, dict(fields), id=f"{n}-0")  # type: ignore[arg-type]
+        events = await wait_done(bus.redis, "own-ids")
+    assert _errors(events) == []
+    assert len(track_audio(await audio_log(bus.redis, "own-ids"), 0)) == len(frames) * 320
