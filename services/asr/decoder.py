@@ -196,6 +196,9 @@ class WhisperDecoder:
         hyp = Hypothesis(audio_s=len(audio) / SAMPLE_RATE, language=info.language)
         # Words aligned inside the context repeat known speech.
         hyp.words = cut_loops([to_word(w, offset) for w in head if w.end - offset > 0])
+        # The one segment's scores cover the forced prefix too: they describe the window.
+        hyp.avg_logprob = round(float(first.avg_logprob), 4)
+        hyp.no_speech_prob = round(float(first.no_speech_prob), 4)
         return hyp if hyp.words else None
 
     def _transcribe(

@@ -98,6 +98,8 @@ class Track:
     last_decoded_pos: int = 0
     last_hyp: list[Word] | None = None
     last_hyp_final_quality: bool = False
+    # avg_logprob and no_speech_prob of the decode behind `last_hyp` (what a final reuses).
+    last_scores: tuple[float | None, float | None] = (None, None)
     agreement: LocalAgreement = field(default_factory=LocalAgreement)
     finals: int = 0
 

@@ -47,6 +47,7 @@ class SessionTracker:
         speech_pad_s: float = 0.12,
         context_s: float = 0.0,
         provenance: AsrProvenance,
+        partial_beam_size: int | None = None,
         checkpoint: dict[str, Any] | None = None,
     ) -> None:
         self.session_id = session_id
@@ -59,6 +60,11 @@ class SessionTracker:
         )
         self.channels_as_speakers = channels_as_speakers
         self.provenance = provenance
+        # Periodic partials decode greedily (beam 1 unless configured): their segments
+        # say so; finals and the decode at a pause use the provenance's (final) beam.
+        self.partial_beam_size = (
+            provenance.beam_size if partial_beam_size is None else partial_beam_size
+        )
         self.tracks: dict[int, Track] = {}
         self.ended_at: int | None = None
         self.last_id: str | None = None
@@ -288,17 +294,20 @@ class SessionTracker:
             # text meanwhile, but only that decode may stand in for a final. Already
             # back: this hypothesis is older than what it showed.
             if t.quality_busy:
-                self._emit_partial(t, t.agreement.update(self._shift(req, hyp)))
+                words = t.agreement.update(self._shift(req, hyp))
+                self._emit_partial(t, words, hyp=hyp, final_quality=False)
             return
         words = self._shift(req, hyp)
         t.last_hyp, t.last_decoded_pos = words, req.end_pos
         t.last_hyp_final_quality = req.final_quality
+        t.last_scores = (hyp.avg_logprob, hyp.no_speech_prob)
         if req.kind == "final":
             self._finalize(t, words, t.utt_end or req.end_pos)
         elif req.kind == "cut":
             self._cut(t, words, req.end_pos)
         elif not self._maybe_finalize_from_hypothesis(t):
-            self._emit_partial(t, t.agreement.update(words))
+            shown = t.agreement.update(words)
+            self._emit_partial(t, shown, hyp=hyp, final_quality=req.final_quality)
 
     @staticmethod
     def _shift(req: DecodeRequest, hyp: Hypothesis) -> list[Word]:
@@ -321,9 +330,19 @@ class SessionTracker:
 
     # --- outputs --------------------------------------------------------------------------
 
-    def _segment(self, t: Track, words: list[Word], *, partial: bool, end_pos: int) -> Segment:
+    def _segment(
+        self,
+        t: Track,
+        words: list[Word],
+        *,
+        partial: bool,
+        end_pos: int,
+        scores: tuple[float | None, float | None] = (None, None),
+        final_quality: bool = True,
+    ) -> Segment:
         assert t.utt_start is not None
         t.revision += 1
+        beam = self.provenance.beam_size if final_quality else self.partial_beam_size
         return Segment(
             id=t.seg_id,
             start=words[0].start if words else t.utt_start / SR,
@@ -336,15 +355,25 @@ class SessionTracker:
             partial=partial,
             revision=t.revision,
             stable_chars=t.agreement.stable_chars() if partial else len(join_words(words)),
-            asr=msgspec.structs.replace(self.provenance, decodes=self.decodes),
+            avg_logprob=scores[0],
+            no_speech_prob=scores[1],
+            asr=msgspec.structs.replace(self.provenance, decodes=self.decodes, beam_size=beam),
         )
 
-    def _emit_partial(self, t: Track, words: list[Word]) -> None:
+    def _emit_partial(
+        self, t: Track, words: list[Word], *, hyp: Hypothesis, final_quality: bool
+    ) -> None:
         if not words:
             return
-        self.outputs.append(
-            Output(self._segment(t, words, partial=True, end_pos=t.pos), False, t.channel)
+        segment = self._segment(
+            t,
+            words,
+            partial=True,
+            end_pos=t.pos,
+            scores=(hyp.avg_logprob, hyp.no_speech_prob),
+            final_quality=final_quality,
         )
+        self.outputs.append(Output(segment, False, t.channel))
 
     def _finalize(
         self, t: Track, words: list[Word], end_pos: int, reopen_at: int | None = None
@@ -352,7 +381,7 @@ class SessionTracker:
         words = [w for w in words if w.start * SR < end_pos + COVER_TOLERANCE]
         had_partials = t.revision > 0
         segment = (
-            self._segment(t, words, partial=False, end_pos=end_pos)
+            self._segment(t, words, partial=False, end_pos=end_pos, scores=t.last_scores)
             if words or had_partials
             else None
         )

@@ -76,6 +76,7 @@ class AsrHandler:
             speech_pad_s=speech_pad_ms / 1000,
             context_s=self.asr.context_s,
             provenance=self.decoder.provenance(language, 0),
+            partial_beam_size=self.asr.partial_beam_size,
             checkpoint=checkpoint,
         )
         for channel, track in tracker.tracks.items():

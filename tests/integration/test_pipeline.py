@@ -87,9 +87,15 @@ def test_mono_streaming_wer_close_to_offline(sessions: dict[str, list]) -> None:
     partials = [e for e in events if isinstance(e, PartialSegment)]
     finals = [e for e in events if isinstance(e, SegmentFinalized)]
     assert partials and len(finals) == 6, "six utterances, each finalized, partials before"
+    # Partials from the periodic (greedy) lane say beam 1; finals the final beam and the
+    # decode's scores (the docs promise them; they were null before).
+    assert any(p.payload.asr is not None and p.payload.asr.beam_size == 1 for p in partials)
     for final in finals:
         seg = final.payload
         assert seg.words and seg.asr is not None and seg.asr.model == "tiny.en"
+        assert seg.asr.beam_size == 5
+        assert seg.avg_logprob is not None and seg.avg_logprob < 0
+        assert seg.no_speech_prob is not None and 0 <= seg.no_speech_prob <= 1
         assert all(w.start <= w.end for w in seg.words) and seg.start <= seg.end
 
 
