@@ -173,3 +173,33 @@ def test_page_reconnects_and_resumes_after_the_gateway_is_killed(
     # the words are compared with the uninterrupted run's, to the same WER bound as push.
     ref = reference_text(NAME)
     assert wer(ref, shown) <= wer(ref, _UNINTERRUPTED["text"]) + allowed_gap(ref), shown
+
+
+def _stream_file(driver: Any, gateway: GatewayProcess, wav: Path) -> None:
+    """File mode: the page decodes the file itself and streams it at 2x real time."""
+    driver.get(f"{gateway.url}/?token={TOKEN}&speed=2")
+    driver.find_element("id", "file").send_keys(str(wav))
+
+
+def test_file_mode_captions_after_a_gateway_kill_equal_an_uninterrupted_run(
+    browser: Any, gateway: GatewayProcess, fake_microphone: Path
+) -> None:
+    """A decoded file is the same audio every time (a live capture is not), so here the
+    resumed page's captions must equal the uninterrupted run's word for word."""
+    _stream_file(browser, gateway, fake_microphone)
+    _wait(browser, "return document.body.dataset.ended === 'true'", SECONDS + 60)
+    uninterrupted = _dom_finals(browser)
+    assert uninterrupted, "finals on the page"
+
+    _stream_file(browser, gateway, fake_microphone)
+    _wait(browser, "return document.querySelectorAll('.seg.final').length >= 1", 40)
+    gateway.kill()
+    _wait(
+        browser, "return document.getElementById('connection').dataset.state === 'reconnecting'", 10
+    )
+    time.sleep(1.0)  # the file keeps streaming into the page's unacknowledged frames
+    gateway.start()
+    _wait(browser, "return document.body.dataset.ended === 'true'", SECONDS + 60)
+    assert browser.execute_script("return window.streamscribe.link.resumes") >= 1
+    assert browser.execute_script("return window.streamscribe.link.frames.size") == 0
+    assert _dom_finals(browser) == uninterrupted
