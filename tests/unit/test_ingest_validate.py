@@ -38,6 +38,10 @@ def test_valid_start_fills_in_defaults() -> None:
         ({"encoding": "opus", "sample_rate": 48000, "channels": 3}, "invalid_config"),
         ({"language": "en; DROP"}, "invalid_config"),
         (b'{"language": "' + b"x" * 70_000 + b'"}', "invalid_config"),
+        # Matches the pattern, fits the 64 KiB config, and is still no language: it was
+        # accepted and copied into every final (issue 14, "silent acceptance").
+        ({"language": "en" + "-abcdefgh" * 6000}, "invalid_config"),
+        ({"encoding": "opus", "sample_rate": 44100}, "invalid_config"),
         ({"encoding": "mp3"}, "unsupported_encoding"),
         ({"encoding": "pcm_s24le"}, "unsupported_encoding"),
     ],
