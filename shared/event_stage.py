@@ -44,8 +44,10 @@ class SessionProcessor(Protocol):
 
 class ProcessorFactory(Protocol):
     async def __call__(
-        self, lease: SessionLease, state: Mapping[str, Any] | None
-    ) -> SessionProcessor: ...
+        self, lease: SessionLease, checkpoint: Mapping[str, Any]
+    ) -> SessionProcessor:
+        """The session's processor, rebuilt from its checkpoint (`{}` for a new session):
+        `state` is what `state()` returned; the rest is the loop's bookkeeping."""
 
 
 async def follow_session(
@@ -65,7 +67,7 @@ async def follow_session(
     checkpoint = await lease.load_checkpoint() or {}
     if checkpoint.get("finished"):
         return
-    processor = await make_processor(lease, checkpoint.get("state"))
+    processor = await make_processor(lease, checkpoint)
     processing_s = float(checkpoint.get("summary", {}).get("processing_s", 0.0))
     # Upstream stages not deployed in this pipeline never finish anything: not waited for.
     waited_for = [s for s in upstream if s in pipeline]

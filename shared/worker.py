@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import structlog
+from redis.exceptions import RedisError
 
 from shared import keys, metrics, stages
 from shared.bus import REDIS_UNAVAILABLE, Bus, PublishResult
@@ -116,6 +117,21 @@ class SessionLease:
                 ),
             )
         )
+
+    async def release_audio(self, readers: Sequence[str]) -> None:
+        """Trim the audio log below what every stage in `readers` has checkpointed past.
+
+        Best effort: a failed trim only keeps audio longer, so it is logged, not raised.
+        """
+        if not readers:
+            return
+        try:
+            removed = await self.bus.trim_audio(self.session_id, readers)
+        except RedisError as exc:
+            log.warning("audio_trim_failed", session_id=self.session_id, error=str(exc))
+            return
+        if removed:
+            metrics.AUDIO_ENTRIES_TRIMMED.labels(self.stage).inc(removed)
 
     async def load_checkpoint(self) -> dict[str, Any] | None:
         return await self.bus.load_checkpoint(self.session_id, self.stage)
@@ -259,25 +275,24 @@ class Worker:
     async def _run_lease(self, lease: SessionLease) -> None:
         slog = self._log.bind(session_id=lease.session_id)
         attempts = 0
-        if not await self._registered(lease):
-            slog.warning("duplicate_registration", entry_id=lease.entry_id)
-            return
         while True:
             try:
+                if not await self.bus.claim_registration(lease.session_id, lease.entry_id):
+                    # A second registry entry of a registered session: skip it.
+                    await self.bus.ack(self.stage, lease.entry_id)
+                    slog.warning("duplicate_registration", entry_id=lease.entry_id)
+                    return
                 await self._run_once(lease)
                 await self.bus.ack(self.stage, lease.entry_id)
                 slog.info("session_released", reason="finished")
                 return
             except asyncio.CancelledError:
                 raise
-            except TRANSIENT_ERRORS as exc:
-                slog.warning("session_interrupted", error=str(exc))
-                await asyncio.sleep(1.0)
             except Exception as exc:
-                if raised_in_redis_client(exc):
-                    # redis-py's asyncio connection can lose its writer to a concurrent
-                    # disconnect while a node is down (AttributeError on `_writer`, seen
-                    # in the cluster node-kill test): an outage, not the stage's failure.
+                # redis-py's asyncio connection can also lose its writer to a concurrent
+                # disconnect while a node is down (AttributeError on `_writer`, seen in
+                # the cluster node-kill test): an outage too, not the stage's failure.
+                if isinstance(exc, TRANSIENT_ERRORS) or raised_in_redis_client(exc):
                     slog.warning("session_interrupted", error=f"{type(exc).__name__}: {exc}")
                     await asyncio.sleep(1.0)
                     continue
@@ -296,20 +311,6 @@ class Worker:
                         await self._finish(lease, reason="failed")
                         await self.bus.ack(self.stage, lease.entry_id)
                         return
-                await asyncio.sleep(1.0)
-
-    async def _registered(self, lease: SessionLease) -> bool:
-        """False (and the entry acked) for a second registry entry of a registered session."""
-        while True:
-            try:
-                if await self.bus.claim_registration(lease.session_id, lease.entry_id):
-                    return True
-                await self.bus.ack(self.stage, lease.entry_id)
-                return False
-            except TRANSIENT_ERRORS as exc:
-                self._log.warning(
-                    "session_interrupted", session_id=lease.session_id, error=str(exc)
-                )
                 await asyncio.sleep(1.0)
 
     async def _run_once(self, lease: SessionLease) -> None:

@@ -7,7 +7,6 @@ import contextlib
 import time
 
 import structlog
-from redis.exceptions import RedisError
 
 from services.asr.decoder import WhisperDecoder
 from services.asr.hypothesis import Hypothesis
@@ -15,7 +14,7 @@ from services.asr.metrics import DECODE_SECONDS, FINAL_LAG_SECONDS
 from services.asr.scheduler import FINAL_PRIORITY, PARTIAL_PRIORITY, DecodeScheduler
 from services.asr.settings import STAGE, AsrSettings
 from services.asr.tracker import DecodeRequest, Lane, Output, SessionTracker
-from shared import keys, metrics, stages
+from shared import keys, stages
 from shared.audio_log import from_fields
 from shared.bus import StreamEntry, xrange, xread
 from shared.protocol import WORKING_SAMPLE_RATE
@@ -95,7 +94,7 @@ class AsrHandler:
             with contextlib.suppress(asyncio.CancelledError):
                 await reader
         await lease.save_checkpoint(tracker.checkpoint())
-        await self._trim_audio(lease)
+        await lease.release_audio(self.audio_readers)
 
     async def _decode_loop(
         self,
@@ -205,7 +204,7 @@ class AsrHandler:
                 # line resumes after the final, never re-cutting or re-emitting it.
                 result = await lease.publish_closing(final, checkpoint=out.checkpoint)
                 if result.published:
-                    await self._trim_audio(lease)
+                    await lease.release_audio(self.audio_readers)
                 seen = end_seen.pop((out.channel, out.end_pos), None)
                 if seen is not None:
                     FINAL_LAG_SECONDS.observe(time.monotonic() - seen)
@@ -221,21 +220,6 @@ class AsrHandler:
             if result.reason == "stale":
                 # A dead owner got further on this segment; count on from its revision.
                 tracker.set_revision_floor(out.channel, result.head_revision)
-
-    async def _trim_audio(self, lease: SessionLease) -> None:
-        """Release audio this stage (and every other reader) has checkpointed past.
-
-        Best effort: a failed trim only keeps audio longer, so it is logged, not raised.
-        """
-        if not self.audio_readers:
-            return
-        try:
-            removed = await lease.bus.trim_audio(lease.session_id, self.audio_readers)
-        except RedisError as exc:
-            log.warning("audio_trim_failed", session_id=lease.session_id, error=str(exc))
-            return
-        if removed:
-            metrics.AUDIO_ENTRIES_TRIMMED.labels(self.stage).inc(removed)
 
     async def _read_audio(
         self,

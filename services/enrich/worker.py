@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import structlog
-from redis.exceptions import RedisError
 
 from services.enrich.audio import AudioUnavailable, AudioWindow
 from services.enrich.core import Enricher, failed, warm
@@ -51,18 +50,18 @@ class _Session:
         enricher: Enricher,
         audio: AudioWindow,
         enriched: int,
-        trim: Callable[[SessionLease], Awaitable[None]],
+        audio_readers: tuple[str, ...],
     ) -> None:
         self.lease = lease
         self.session_id = lease.session_id
-        self.trim = trim
+        self.audio_readers = audio_readers
         self.enricher = enricher
         self.audio = audio
         self.enriched = enriched
 
     async def on_batch(self, batch: list[FollowedEvent]) -> list[Event]:
         # The previous batch's checkpoint is saved by now: release what it moved past.
-        await self.trim(self.lease)
+        await self.lease.release_audio(self.audio_readers)
         started = time.perf_counter()
         finals = [
             f.event.payload
@@ -125,6 +124,9 @@ class EnrichHandler:
         self.settings = settings
         self.enrich = settings.stage(STAGE, EnrichSettings)
         self.emotion: EmotionModel | None = None
+        self.audio_readers = (
+            stages.audio_readers(settings.pipeline) if settings.bus.trim_audio else ()
+        )
 
     async def prepare(self) -> None:
         # Every lazy import and FFT plan (and the emotion model, if configured) is paid
@@ -137,17 +139,17 @@ class EnrichHandler:
         )
 
     async def run_session(self, lease: SessionLease) -> None:
-        async def make(lease: SessionLease, state: Mapping[str, Any] | None) -> _Session:
-            saved = state or {}
+        async def make(lease: SessionLease, checkpoint: Mapping[str, Any]) -> _Session:
+            saved = checkpoint.get("state") or {}
             enricher = Enricher(self.enrich, saved.get("core"), emotion=self.emotion)
-            checkpoint = await lease.load_checkpoint() or {}
             audio = AudioWindow(
                 lease.bus,
                 lease.session_id,
                 checkpoint.get("resume_id"),
                 self.settings.bus.block_ms,
             )
-            return _Session(lease, enricher, audio, int(saved.get("enriched", 0)), self._trim_audio)
+            enriched = int(saved.get("enriched", 0))
+            return _Session(lease, enricher, audio, enriched, self.audio_readers)
 
         await follow_session(
             lease,
@@ -158,15 +160,4 @@ class EnrichHandler:
             block_ms=self.settings.bus.block_ms,
             batch_size=BATCH_SIZE,
         )
-        await self._trim_audio(lease)
-
-    async def _trim_audio(self, lease: SessionLease) -> None:
-        """Release the audio every reader has checkpointed past (best effort)."""
-        if not self.settings.bus.trim_audio:
-            return
-        try:
-            await lease.bus.trim_audio(
-                lease.session_id, stages.audio_readers(self.settings.pipeline)
-            )
-        except RedisError as exc:
-            log.warning("audio_trim_failed", session_id=lease.session_id, error=str(exc))
+        await lease.release_audio(self.audio_readers)

@@ -108,8 +108,8 @@ class SemanticHandler:
         log.info("semantic_ready", keywords=self.ranker.annotator, model_dir=str(model.path))
 
     async def run_session(self, lease: SessionLease) -> None:
-        async def make(lease: SessionLease, state: Mapping[str, Any] | None) -> _Session:
-            saved = state or {}
+        async def make(lease: SessionLease, checkpoint: Mapping[str, Any]) -> _Session:
+            saved = checkpoint.get("state") or {}
             core = SemanticCore(
                 self.semantic, lease.session_id, saved.get("core"), ranker=self.ranker
             )

@@ -90,8 +90,8 @@ class ToyHandler:
         return None
 
     async def run_session(self, lease):
-        async def make(lease, state):
-            return _Counter(lease, state, self.toy.delay_s)
+        async def make(lease, checkpoint):
+            return _Counter(lease, checkpoint.get("state"), self.toy.delay_s)
 
         await follow_session(
             lease, types={"segment_finalized"}, upstream=("asr",),
